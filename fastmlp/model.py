@@ -1,0 +1,432 @@
+"""The ``Model``: owns the parameters, validates every input, and drives the compiled kernels.
+
+All weights and biases live in one flat buffer, ``_params``, laid out as
+    W_0, W_1, ..., W_{L-1}, b_0, b_1, ..., b_{L-1}
+so an optimizer step is a single loop over ``_params[:n_trainable]`` (a model without biases
+simply stops before them). ``model.weights[i]`` and ``model.biases[i]`` are views into it.
+
+The epoch loop's bookkeeping (shuffling, learning rates per step, progress, divergence checks)
+stays here in Python; each call into an engine runs many mini-batches with no allocation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import reference
+from .errors import FastMLPError
+from .kernels import network
+from .kernels.activations import ACTIVATIONS, IDENTITY
+from .kernels.output import LOSSES, OUTPUTS
+from .validation import (Integer, OneOf, Optional, Real, check_labels, check_targets, check_X,
+                         validate_params)
+
+ENGINES = {"numba": network, "numpy": reference}
+
+# Which losses each output transform supports; the first is the default.
+OUTPUT_LOSSES = {
+    "softmax": ("cross_entropy",),
+    "sigmoid": ("binary_cross_entropy", "mse"),
+    "identity": ("mse",),
+}
+
+
+def _init_normal(rng, fan_in, fan_out):
+    return rng.standard_normal((fan_in, fan_out))
+
+
+def _init_he(rng, fan_in, fan_out):
+    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+
+
+def _init_he_uniform(rng, fan_in, fan_out):
+    limit = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+
+def _init_xavier(rng, fan_in, fan_out):
+    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / (fan_in + fan_out))
+
+
+def _init_xavier_uniform(rng, fan_in, fan_out):
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+
+# Weight initialisations, by name: He (Kaiming) for ReLU, Xavier/Glorot for sigmoid and tanh, and
+# the seed article's plain standard normal. Biases start at zero.
+INITS = {
+    "he": _init_he,
+    "he_uniform": _init_he_uniform,
+    "xavier": _init_xavier,
+    "xavier_uniform": _init_xavier_uniform,
+    "normal": _init_normal,
+}
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+MODEL_PARAMS = {
+    "output": OneOf(tuple(OUTPUTS)),
+    "init": OneOf(tuple(INITS)),
+    "bias": OneOf((True, False)),
+    "seed": Optional(Integer(low=0)),
+    "engine": OneOf(tuple(ENGINES)),
+}
+
+FIT_PARAMS = {
+    "epochs": Integer(low=1),
+    "batch_size": Integer(low=1),
+    "lr": Real(low=0.0, low_open=True),
+    "shuffle": OneOf((True, False)),
+    "seed": Optional(Integer(low=0)),
+}
+
+# Largest batch of rows pushed through the network at once by predict_proba.
+PREDICT_ROWS = 1024
+# When fit has no per-epoch callback, whole epochs are grouped into one compiled call of at most
+# this many sample indices (the seed XOR run's 10,000 epochs become a single call).
+GROUP_INDICES = 1 << 20
+
+
+@dataclass
+class History:
+    """What ``fit`` measured: the mean training loss of each epoch (before each batch's update)."""
+    loss: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+
+class TrainingDiverged(FastMLPError):
+    """The loss or the weights became NaN or inf; the model keeps its last finite weights."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+class _ParamList:
+    """``model.weights`` / ``model.biases``: views into the flat buffer.
+
+    ``model.weights[i]`` is the live array (writes to it change the model);
+    ``model.weights[i] = array`` copies ``array`` in after checking its shape and values.
+    """
+
+    def __init__(self, model, kind):
+        self._model, self._kind = model, kind
+
+    def _views(self):
+        return self._model._views(self._kind)
+
+    def __len__(self):
+        return len(self._model.layers) - 1
+
+    def __getitem__(self, i):
+        return self._views()[i]
+
+    def __iter__(self):
+        return iter(self._views())
+
+    def __setitem__(self, i, value):
+        target = self._views()[i]
+        if not target.flags.writeable:
+            raise FastMLPError(f"{self._kind}[{i}] is read-only: this model was created with bias=False")
+        arr = np.asarray(value)
+        if arr.shape != target.shape:
+            raise FastMLPError(f"{self._kind}[{i}] has shape {target.shape}, got an array of shape {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise FastMLPError(f"{self._kind}[{i}] must be finite; the new values contain NaN or inf")
+        target[...] = arr
+
+    def __repr__(self):
+        return f"<{len(self)} {self._kind}: {', '.join(str(v.shape) for v in self._views())}>"
+
+
+class Model:
+    """A multilayer perceptron.
+
+    >>> model = Model([784, 128, 64, 10])          # the seed article's SimpleNeuralNetwork
+    >>> model.n_params
+    109386
+
+    layers      sizes of every layer, input first: [n_inputs, hidden..., n_outputs]
+    activation  hidden-layer activation: a name, or one name per hidden layer
+                ("relu", "sigmoid", "tanh", "identity")
+    output      "softmax" (class labels), "sigmoid" (independent 0/1 targets), "identity" (regression)
+    loss        None for the output's natural loss, or "cross_entropy", "binary_cross_entropy", "mse"
+    init        "he", "he_uniform", "xavier", "xavier_uniform", "normal" (standard normal)
+    bias        whether layers have biases
+    dtype       np.float32 or np.float64: every array the model owns, and every computation
+    seed        fixes the initial weights and, unless fit gets its own, the shuffling
+    engine      "numba" (the compiled kernels) or "numpy" (the reference engine)
+    """
+
+    def __init__(self, layers, activation="relu", output="softmax", loss=None, init="he",
+                 bias=True, dtype=np.float32, seed=None, engine="numba"):
+        validate_params(MODEL_PARAMS, dict(output=output, init=init, bias=bias, seed=seed, engine=engine))
+        self.layers = self._check_layers(layers)
+        self.activations = self._check_activations(activation, len(self.layers) - 2)
+        self.output = output
+        self.loss = self._check_loss(output, loss)
+        self.init = init
+        self.bias = bias
+        self.dtype = self._check_dtype(dtype)
+        self.seed = seed
+        self.engine = engine
+        self._rng = np.random.default_rng(seed)
+        self._layout = self._make_layout()
+        n_weights = sum(a * b for a, b in zip(self.layers[:-1], self.layers[1:]))
+        self._n_trainable = n_weights + (sum(self.layers[1:]) if bias else 0)
+        self._params = np.zeros(n_weights + sum(self.layers[1:]), dtype=self.dtype)
+        self._grads = np.zeros_like(self._params)
+        self._workspaces = {}
+        for W in self._views("weights"):
+            W[...] = INITS[init](self._rng, *W.shape)
+        self.weights = _ParamList(self, "weights")
+        self.biases = _ParamList(self, "biases")
+
+    # ---- construction helpers -------------------------------------------------------------
+
+    @staticmethod
+    def _check_layers(layers):
+        try:
+            sizes = tuple(layers)
+        except TypeError:
+            raise FastMLPError(f"layers must be a list of layer sizes, got {layers!r}") from None
+        if len(sizes) < 2:
+            raise FastMLPError(f"layers needs at least an input and an output size, got {list(sizes)}")
+        for s in sizes:
+            Integer(low=1).check("every layer size", s)
+        return tuple(int(s) for s in sizes)
+
+    @staticmethod
+    def _check_activations(activation, n_hidden):
+        names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if len(names) != n_hidden:
+            raise FastMLPError(f"activation lists {len(names)} names for {n_hidden} hidden layers")
+        for name in names:
+            OneOf(tuple(ACTIVATIONS)).check("activation", name)
+        if isinstance(activation, str):  # check the name even when there are no hidden layers
+            OneOf(tuple(ACTIVATIONS)).check("activation", activation)
+        return tuple(names)
+
+    @staticmethod
+    def _check_loss(output, loss):
+        allowed = OUTPUT_LOSSES[output]
+        if loss is None:
+            return allowed[0]
+        OneOf(tuple(LOSSES)).check("loss", loss)
+        if loss not in allowed:
+            raise FastMLPError(f"loss {loss!r} does not go with output {output!r}: use one of {allowed}")
+        return loss
+
+    @staticmethod
+    def _check_dtype(dtype):
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt is None or dt.name not in DTYPES:
+            raise FastMLPError(f"dtype must be float32 or float64, got {dtype!r}")
+        return dt
+
+    def _make_layout(self):
+        """(L, 5) int64: fan_in, fan_out, weight offset, bias offset, activation code per layer."""
+        pairs = list(zip(self.layers[:-1], self.layers[1:]))
+        layout = np.zeros((len(pairs), 5), dtype=np.int64)
+        w_off = 0
+        b_off = sum(a * b for a, b in pairs)
+        for l, (fan_in, fan_out) in enumerate(pairs):
+            act = ACTIVATIONS[self.activations[l]] if l < len(pairs) - 1 else IDENTITY
+            layout[l] = (fan_in, fan_out, w_off, b_off, act)
+            w_off += fan_in * fan_out
+            b_off += fan_out
+        return layout
+
+    def _views(self, kind):
+        out = []
+        for fan_in, fan_out, w_off, b_off, _ in self._layout:
+            if kind == "weights":
+                out.append(self._params[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out))
+            else:
+                b = self._params[b_off:b_off + fan_out]
+                if not self.bias:
+                    b.flags.writeable = False
+                out.append(b)
+        return out
+
+    def _workspace(self, bmax):
+        """The kernels' scratch buffer for batches of at most bmax rows, allocated once per size."""
+        if bmax not in self._workspaces:
+            self._workspaces[bmax] = np.zeros(network.workspace_size(self._layout, bmax), self.dtype)
+        return self._workspaces[bmax]
+
+    # ---- description ------------------------------------------------------------------------
+
+    @property
+    def engine(self):
+        return self._engine_name
+
+    @engine.setter
+    def engine(self, name):
+        OneOf(tuple(ENGINES)).check("engine", name)
+        self._engine_name = name
+
+    @property
+    def n_params(self) -> int:
+        """Number of trainable parameters (weights, plus biases if the model has them)."""
+        return self._n_trainable
+
+    @property
+    def n_outputs(self) -> int:
+        return self.layers[-1]
+
+    def summary(self) -> str:
+        """A table of the layers and their parameter counts."""
+        rows = [("layer", "shape", "activation", "params")]
+        for l, (fan_in, fan_out) in enumerate(zip(self.layers[:-1], self.layers[1:])):
+            act = self.activations[l] if l < len(self.layers) - 2 else f"{self.output} ({self.loss})"
+            count = fan_in * fan_out + (fan_out if self.bias else 0)
+            rows.append((f"dense_{l}", f"{fan_in} -> {fan_out}", act, f"{count:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        lines = ["  ".join(r[c].ljust(widths[c]) if c < 3 else r[c].rjust(widths[c]) for c in range(4))
+                 for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append(f"total trainable parameters: {self.n_params:,} ({self.dtype.name}, "
+                     f"{'with' if self.bias else 'no'} biases)")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"Model({list(self.layers)}, activation={self.activations!r}, output={self.output!r}, "
+                f"loss={self.loss!r}, dtype={self.dtype.name}, engine={self.engine!r})")
+
+    # ---- data ---------------------------------------------------------------------------------
+
+    def _check_X(self, X):
+        return check_X(X, self.layers[0], self.dtype)
+
+    def _check_y(self, y, n):
+        """(y_int, y_float): the targets the loss uses, and an empty stand-in for the other."""
+        K = self.n_outputs
+        if self.loss == "cross_entropy":
+            return check_labels(y, n, K), np.zeros((0, K), self.dtype)
+        bounds = (0.0, 1.0) if self.loss == "binary_cross_entropy" else (None, None)
+        return np.zeros(0, np.int64), check_targets(y, n, K, self.dtype, *bounds)
+
+    # ---- training -------------------------------------------------------------------------
+
+    def fit(self, X, y, epochs=1, batch_size=32, lr=0.01, shuffle=True, seed=None,
+            callback=None, progress=None) -> History:
+        """Train with mini-batch SGD; return the History of epoch losses.
+
+        Each epoch visits every sample once, in a fresh random order when ``shuffle`` is on
+        (drawn from ``seed`` if given, else from the model's own generator). The last batch of an
+        epoch may be smaller. ``callback(epoch, loss)`` runs after each epoch and may return True
+        to stop. ``progress(epoch, batches_done, n_batches, running_loss)`` runs several times per
+        epoch. Every input is checked before any weight changes.
+        """
+        validate_params(FIT_PARAMS, dict(epochs=epochs, batch_size=batch_size, lr=lr,
+                                         shuffle=shuffle, seed=seed))
+        X = self._check_X(X)
+        y_int, y_float = self._check_y(y, X.shape[0])
+        n = X.shape[0]
+        bmax = min(batch_size, n)
+        rng = np.random.default_rng(seed) if seed is not None else self._rng
+        epoch_bounds = np.append(np.arange(0, n, bmax), n).astype(np.int64)
+        n_batches = len(epoch_bounds) - 1
+        engine = ENGINES[self.engine]
+        ws = self._workspace(bmax)
+        history = History()
+        start = time.perf_counter()
+
+        per_call = 1 if (callback or progress) else max(1, GROUP_INDICES // n)
+        chunk = max(1, n_batches // 50) if progress else n_batches
+        epoch = 0
+        while epoch < epochs:
+            group = min(per_call, epochs - epoch)
+            orders = [rng.permutation(n) if shuffle else np.arange(n) for _ in range(group)]
+            order = np.concatenate(orders).astype(np.int64)
+            bounds = np.concatenate([epoch_bounds[:-1] + g * n for g in range(group)] + [[group * n]])
+            losses = np.zeros(group * n_batches, np.float64)
+            lrs = np.full(group * n_batches, lr, dtype=self.dtype)
+            for t0 in range(0, group * n_batches, chunk):
+                t1 = min(t0 + chunk, group * n_batches)
+                self._run_batches(engine, losses[t0:t1], ws, X, y_int, y_float, order,
+                                  bounds[t0:t1 + 1], lrs[t0:t1], bmax, lr, history)
+                if progress:  # with progress, each call holds one epoch: t1 batches are done
+                    sizes = np.diff(epoch_bounds)[:t1]
+                    progress(epoch, t1, n_batches, float(losses[:t1] @ sizes / sizes.sum()))
+            sizes = np.tile(np.diff(epoch_bounds), group)
+            per_epoch = (losses * sizes).reshape(group, n_batches).sum(axis=1) / n
+            for loss in per_epoch:
+                history.loss.append(float(loss))
+                epoch += 1
+                if callback and callback(epoch - 1, float(loss)):
+                    epochs = epoch
+        history.seconds = time.perf_counter() - start
+        return history
+
+    def _run_batches(self, engine, losses, ws, X, y_int, y_float, order, bounds, lrs, bmax, lr, history):
+        """One engine call; on divergence, restore the weights from before it and raise."""
+        saved = self._params.copy()
+        engine.train_batches(losses, self._params, self._grads, ws, X, y_int, y_float, order, bounds,
+                             lrs, self._layout, OUTPUTS[self.output], LOSSES[self.loss],
+                             self._n_trainable, bmax)
+        if not (np.isfinite(losses).all() and np.isfinite(self._params).all()):
+            self._params[...] = saved
+            raise TrainingDiverged(
+                f"training diverged: the loss or the weights became NaN or inf at learning rate "
+                f"lr={lr:g}. Try a smaller learning rate (for example lr={lr / 10:g}); the model "
+                f"keeps its last finite weights.", history)
+
+    # ---- inference ------------------------------------------------------------------------
+
+    def predict_proba(self, X) -> np.ndarray:
+        """The network's outputs for X (n, n_inputs): class probabilities for softmax and sigmoid
+        outputs, raw values for identity. Shape (n, n_outputs), the model's dtype."""
+        X = self._check_X(X)
+        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        bmax = min(PREDICT_ROWS, X.shape[0])
+        ENGINES[self.engine].predict_batches(out, self._params, self._workspace(bmax), X,
+                                             self._layout, OUTPUTS[self.output], bmax)
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        """Class labels (n,) for softmax, 0/1 per output (n, K) for sigmoid, values for identity."""
+        p = self.predict_proba(X)
+        if self.output == "softmax":
+            return p.argmax(axis=1)
+        if self.output == "sigmoid":
+            return (p > 0.5).astype(np.int64)
+        return p
+
+    def score(self, X, y) -> float:
+        """Accuracy for classifiers (softmax: of labels; sigmoid: of every 0/1 output), R^2 for
+        identity outputs."""
+        X = self._check_X(X)
+        y_int, y_float = self._check_y(y, X.shape[0])
+        if self.output == "softmax":
+            return float(np.mean(self.predict(X) == y_int))
+        if self.output == "sigmoid":
+            return float(np.mean(self.predict(X) == (y_float > 0.5)))
+        p = self.predict_proba(X).astype(np.float64)
+        residual = ((y_float - p) ** 2).sum()
+        total = ((y_float - y_float.mean(axis=0)) ** 2).sum()
+        return float(1 - residual / total) if total > 0 else float(residual == 0)
+
+    # ---- files ----------------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the model to ``path`` (.npz with a JSON header); atomic: see ``fastmlp.io``."""
+        from .io import save_model
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path, engine="numba") -> "Model":
+        """Read a model written by ``save``; the file is checked before any array is used."""
+        from .io import load_model
+        return load_model(path, engine=engine)

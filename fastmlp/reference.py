@@ -1,0 +1,110 @@
+"""The reference engine: the same network and the same math as the kernels, in vectorised NumPy.
+
+It is the baseline that ``fastmlp compare`` and the benchmarks measure against, and an independent
+oracle for the tests: it shares no code with the Numba kernels, only the integer codes that name
+activations, outputs and losses, and the calling convention of ``kernels.network``
+(``train_batches`` and ``predict_batches`` take the same arguments; ``ws`` is unused here).
+"""
+
+import numpy as np
+
+from .kernels.activations import RELU, SIGMOID, TANH
+from .kernels.network import ACT
+from .kernels.output import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
+from .kernels.output import SIGMOID as OUT_SIGMOID
+from .kernels.output import SOFTMAX
+
+
+def _activate(z, code):
+    if code == RELU:
+        return np.maximum(z, 0)
+    if code == SIGMOID:
+        return 1 / (1 + np.exp(-z))
+    if code == TANH:
+        return np.tanh(z)
+    return z
+
+
+def _activation_grad(a, code):
+    """f'(z) from the output a = f(z)."""
+    if code == RELU:
+        return (a > 0).astype(a.dtype)
+    if code == SIGMOID:
+        return a * (1 - a)
+    if code == TANH:
+        return 1 - a * a
+    return np.ones_like(a)
+
+
+def _layers(params, layout):
+    """[(W, b), ...] as views into the flat parameter buffer."""
+    out = []
+    for fan_in, fan_out, w_off, b_off, _ in layout:
+        W = params[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out)
+        out.append((W, params[b_off:b_off + fan_out]))
+    return out
+
+
+def _forward(params, X, layout):
+    """Activations of every layer: [X, a_1, ..., z_L] (the last one before the output transform)."""
+    acts = [X]
+    for (W, b), code in zip(_layers(params, layout), layout[:, ACT]):
+        acts.append(_activate(acts[-1] @ W + b, code))
+    return acts
+
+
+def _output(z, out_code):
+    if out_code == SOFTMAX:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    if out_code == OUT_SIGMOID:
+        return 1 / (1 + np.exp(-z))
+    return z
+
+
+def _loss_and_delta(z, y_int, y_float, out_code, loss_code):
+    """Mean loss over the batch, and dL/dz."""
+    B, K = z.shape
+    p = _output(z, out_code)
+    if loss_code == CROSS_ENTROPY:
+        m = z.max(axis=1)
+        log_s = np.log(np.exp(z - m[:, None]).sum(axis=1))
+        loss = np.mean(log_s + m - z[np.arange(B), y_int])
+        delta = p.copy()
+        delta[np.arange(B), y_int] -= 1
+        return loss, delta / B
+    if loss_code == BINARY_CROSS_ENTROPY:
+        loss = np.mean(np.maximum(z, 0) - z * y_float + np.log1p(np.exp(-np.abs(z))))
+        return loss, (p - y_float) / (B * K)
+    err = p - y_float
+    delta = 2 * err / (B * K)
+    if out_code == OUT_SIGMOID:
+        delta = delta * p * (1 - p)
+    return np.mean(err * err), delta
+
+
+def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bounds, lrs,
+                  layout, out_code, loss_code, n_trainable, bmax):
+    """Plain SGD over mini-batches; the arguments are those of ``kernels.network.train_batches``."""
+    layers = _layers(params, layout)
+    grad_layers = _layers(grads, layout)
+    for t in range(len(bounds) - 1):
+        idx = order[bounds[t]:bounds[t + 1]]
+        acts = _forward(params, X[idx], layout)
+        loss, delta = _loss_and_delta(acts[-1], y_int[idx] if len(y_int) else y_int,
+                                      y_float[idx] if len(y_float) else y_float, out_code, loss_code)
+        batch_losses[t] = loss
+        for l in range(len(layers) - 1, -1, -1):
+            (W, _), (dW, db) = layers[l], grad_layers[l]
+            dW[...] = acts[l].T @ delta
+            db[...] = delta.sum(axis=0)
+            if l > 0:
+                delta = (delta @ W.T) * _activation_grad(acts[l], layout[l - 1, ACT])
+        params[:n_trainable] -= lrs[t] * grads[:n_trainable]
+
+
+def predict_batches(out, params, ws, X, layout, out_code, bmax):
+    """out (N, K) <- the network's outputs for X; the arguments are those of the kernel."""
+    for lo in range(0, X.shape[0], bmax):
+        out[lo:lo + bmax] = _output(_forward(params, X[lo:lo + bmax], layout)[-1], out_code)
+

@@ -1,0 +1,157 @@
+"""Checks at the Python boundary. The kernels trust their arguments; these make that safe.
+
+Parameters are validated declaratively: a table maps each name to a constraint, and
+``validate_params`` checks them all before any work starts. Arrays are checked for shape, dtype,
+finiteness and label range, and converted to what the kernels expect (C-contiguous, the model's
+dtype) without touching the caller's data.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import FastMLPError
+
+
+@dataclass(frozen=True)
+class Integer:
+    """An int (not a bool) with ``low <= value`` (and ``value <= high`` if given)."""
+    low: int | None = None
+    high: int | None = None
+
+    def check(self, name, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise FastMLPError(f"{name} must be an integer, got {value!r}")
+        if self.low is not None and value < self.low:
+            raise FastMLPError(f"{name} must be >= {self.low}, got {value}")
+        if self.high is not None and value > self.high:
+            raise FastMLPError(f"{name} must be <= {self.high}, got {value}")
+
+
+@dataclass(frozen=True)
+class Real:
+    """A finite real number in an interval; ``low_open``/``high_open`` exclude the ends."""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def check(self, name, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+            raise FastMLPError(f"{name} must be a finite number, got {value!r}")
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            raise FastMLPError(f"{name} must be {'>' if self.low_open else '>='} {self.low}, got {value}")
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            raise FastMLPError(f"{name} must be {'<' if self.high_open else '<='} {self.high}, got {value}")
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of a fixed set of values (names of activations, losses, ...)."""
+    choices: tuple
+
+    def check(self, name, value):
+        if not isinstance(value, (str, bool, type(None))) or value not in self.choices:
+            options = ", ".join(repr(c) for c in self.choices)
+            raise FastMLPError(f"unknown {name} {value!r}: choose one of {options}")
+
+
+@dataclass(frozen=True)
+class Optional:
+    """None, or a value satisfying ``inner``."""
+    inner: object
+
+    def check(self, name, value):
+        if value is not None:
+            self.inner.check(name, value)
+
+
+def validate_params(constraints: dict, values: dict) -> None:
+    """Check every ``values[name]`` against ``constraints[name]``; raise on the first failure."""
+    for name, constraint in constraints.items():
+        constraint.check(name, values[name])
+
+
+def check_X(X, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
+    """A finite 2-D array of shape (n >= 1, n_features), returned C-contiguous in ``dtype``.
+
+    The caller's array is never modified; a copy is made only when its dtype or layout differ.
+    """
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and other non-arrays
+        raise FastMLPError(f"{name} could not be read as an array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise FastMLPError(f"{name} must hold numbers, got an array of dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise FastMLPError(f"{name} must be real, got complex dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise FastMLPError(f"{name} must be 2-D (samples, features), got {arr.ndim}-D with shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise FastMLPError(f"{name} is empty: it has 0 samples")
+    if arr.shape[1] != n_features:
+        raise FastMLPError(f"{name} has {arr.shape[1]} features per sample, but the model's input "
+                           f"layer has {n_features}")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        bad = np.argwhere(~np.isfinite(out))[0]
+        kind = "NaN" if np.isnan(out[tuple(bad)]) else "inf"
+        raise FastMLPError(f"{name} contains {kind} (first at row {bad[0]}, column {bad[1]}): "
+                           "every input must be finite")
+    return out
+
+
+def check_labels(y, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Integer class labels, shape (n_samples,), each in [0, n_classes), returned as int64."""
+    arr = _as_numeric(y, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise FastMLPError(f"{name} must be 1-D class labels, got shape {arr.shape}")
+    _check_length(arr, n_samples, name)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise FastMLPError(f"{name} must hold integer class labels, got non-integer values")
+    if arr.min() < 0 or arr.max() >= n_classes:
+        bad = arr[(arr < 0) | (arr >= n_classes)][0]
+        raise FastMLPError(f"{name} has label {bad!r} outside [0, {n_classes}): the output layer "
+                           f"has {n_classes} units")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def check_targets(y, n_samples: int, n_outputs: int, dtype: np.dtype, low=None, high=None,
+                  name: str = "y") -> np.ndarray:
+    """Float targets of shape (n_samples, n_outputs) ((n_samples,) when n_outputs is 1)."""
+    arr = _as_numeric(y, name)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        raise FastMLPError(f"{name} must have shape (n_samples, {n_outputs}) to match the output "
+                           f"layer, got {arr.shape}")
+    _check_length(arr, n_samples, name)
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise FastMLPError(f"{name} contains NaN or inf: every target must be finite")
+    if low is not None and (out.min() < low or out.max() > high):
+        raise FastMLPError(f"{name} must lie in [{low}, {high}] for this loss, got values in "
+                           f"[{out.min()}, {out.max()}]")
+    return out
+
+
+def _as_numeric(y, name):
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        raise FastMLPError(f"{name} could not be read as an array: {exc}") from None
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise FastMLPError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _check_length(arr, n_samples, name):
+    if arr.shape[0] != n_samples:
+        raise FastMLPError(f"X and {name} have different lengths: X has {n_samples} samples, "
+                           f"{name} has {arr.shape[0]}")
