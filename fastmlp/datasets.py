@@ -426,9 +426,15 @@ def verify_file(path: str | os.PathLike, datafile: DataFile) -> None:
         raise FastMLPError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
     problem = _checksum_problem(content, datafile)
     if problem:
+        only_gz = (
+            " Only the canonical .gz file is known for this one: use an original download, not a recompressed copy."
+            if datafile.sha256 is None
+            else ""
+        )
         raise ChecksumMismatch(
             f"{path}: checksum mismatch: {problem}. The file is corrupt, incomplete or not the expected "
-            f"{datafile.filename}; delete it (it is downloaded again when download=True) or replace it with a good copy."
+            f"{datafile.filename}; delete it (it is downloaded again when download=True) "
+            f"or replace it with a good copy.{only_gz}"
         )
 
 
@@ -569,7 +575,7 @@ def load_dataset(
     """
     dataset = get_dataset(name)
     paths = _obtain_files(dataset, data_dir, download)
-    for role, datafile in []:
+    for role, datafile in dataset.files().items():
         verify_file(paths[role], datafile)
     x_train, y_train = load_idx_pair(paths["train_images"], paths["train_labels"])
     x_test, y_test = load_idx_pair(paths["test_images"], paths["test_labels"])

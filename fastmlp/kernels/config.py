@@ -6,8 +6,9 @@
 # thread count, so results stay bit-identical on 1 or many threads.
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
-# Below this many multiply-adds a layer runs on one thread: starting the thread pool costs a few
-# microseconds, more than small layers (the XOR network, batch size 1) take to compute.
-PARALLEL_MIN_WORK = 32_768
+# Below this many multiply-adds a loop runs on one thread. Starting and joining the thread pool
+# costs microseconds on a quiet machine and a whole scheduler time slice (milliseconds) when another
+# process holds a core; a million multiply-adds take ~30 us on one core, which bounds the loss.
+PARALLEL_MIN_WORK = 1 << 20
 
 JIT = dict(cache=True, fastmath=FASTMATH)
