@@ -121,7 +121,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, gzip: bool = True) -> 
     array = np.asarray(array)
     type_code = _idx_type_code(array.dtype, path)
     if not 1 <= array.ndim <= MAX_IDX_NDIM:
-        raise FastMLPError(f"cannot write {path}: IDX arrays here have 1 to {MAX_IDX_NDIM} dimensions, got {array.ndim}")
+        raise FastMLPError(
+            f"cannot write {path}: IDX arrays here have 1 to {MAX_IDX_NDIM} dimensions, got {array.ndim}"
+        )
     if any(size > MAX_IDX_DIM for size in array.shape):
         raise FastMLPError(f"cannot write {path}: a dimension of shape {array.shape} exceeds {MAX_IDX_DIM}")
     header = bytes([0, 0, type_code, array.ndim]) + b"".join(size.to_bytes(4, "big") for size in array.shape)

@@ -21,7 +21,7 @@ import math
 from numba import njit, prange
 
 from .activations import sigmoid
-from .config import JIT
+from .config import JIT, PARALLEL_MIN_WORK
 
 # Output transforms and losses, keyed by name; the Python layer validates names against these.
 SOFTMAX = 0
@@ -66,8 +66,8 @@ def output_forward(out, out_code):
         _output_row(out, n, out_code)
 
 
-# Rows of softmax/exp work below this count run on one thread (an exp costs ~30 multiply-adds).
-PARALLEL_MIN_ROWS_X_UNITS = 1024
+# An exp costs roughly this many multiply-adds, for comparing with PARALLEL_MIN_WORK.
+EXP_COST = 32
 
 
 @njit(parallel=True, **JIT)
@@ -82,7 +82,7 @@ def output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, out_code,
     sample_loss (B,)    out: each sample's loss (its mean over output units)
     """
     B, K = out.shape
-    if B * K >= PARALLEL_MIN_ROWS_X_UNITS:
+    if B * K * EXP_COST >= PARALLEL_MIN_WORK:
         for n in prange(B):
             _loss_row(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code, n)
     else:
