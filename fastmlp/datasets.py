@@ -28,7 +28,6 @@ import http.client
 import io
 import os
 import sys
-import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
