@@ -344,14 +344,17 @@ class Model:
         start = time.perf_counter()
 
         per_call = 1 if (callback or progress) else max(1, GROUP_INDICES // n)
-        chunk = max(1, n_batches // 50) if progress else n_batches
         epoch = 0
         while epoch < epochs:
             group = min(per_call, epochs - epoch)
-            orders = [rng.permutation(n) if shuffle else np.arange(n) for _ in range(group)]
-            order = np.concatenate(orders).astype(np.int64)
-            bounds = np.concatenate([epoch_bounds[:-1] + g * n for g in range(group)] + [[group * n]])
+            if shuffle:
+                order = np.concatenate([rng.permutation(n) for _ in range(group)]).astype(np.int64)
+            else:
+                order = np.tile(np.arange(n, dtype=np.int64), group)
+            starts = epoch_bounds[:-1][None, :] + n * np.arange(group, dtype=np.int64)[:, None]
+            bounds = np.append(starts.ravel(), group * n)
             losses = np.zeros(group * n_batches, np.float64)
+            chunk = max(1, n_batches // 50) if progress else group * n_batches
             lrs = np.full(group * n_batches, lr, dtype=self.dtype)
             for t0 in range(0, group * n_batches, chunk):
                 t1 = min(t0 + chunk, group * n_batches)
