@@ -1,5 +1,9 @@
 """Compilation settings shared by every kernel."""
 
+import types
+
+from numba import njit
+
 # LLVM's fast-math flags, minus the two that assume no NaN/inf ("nnan", "ninf"): fastmlp must see a
 # diverging loss become inf or NaN to report it, and sigmoid relies on exp(-z) = inf giving 0.
 # "reassoc" lets LLVM vectorise reductions; the order it picks is fixed by the code, not by the
@@ -12,3 +16,18 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 PARALLEL_MIN_WORK = 1 << 20
 
 JIT = dict(cache=True, fastmath=FASTMATH)
+
+
+def jit_pair(fn):
+    """Compile one kernel source twice: multi-threaded (``prange`` runs in parallel) and
+    single-threaded (``prange`` is a plain ``range``), for callers to pick by the size of the work.
+
+    Merely calling a parallel-compiled function costs about a microsecond even when its loop is
+    short, which dominates tiny layers. The single-threaded copy is a separate function object
+    with its own name, so numba's on-disk cache keeps the two compilations apart.
+    """
+    single = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_1t",
+                                fn.__defaults__, fn.__closure__)
+    single.__qualname__ = fn.__qualname__ + "_1t"
+    single.__doc__ = fn.__doc__
+    return njit(parallel=True, **JIT)(fn), njit(**JIT)(single)

@@ -2,19 +2,144 @@
 
 Shapes, for a batch of B samples through a layer with I inputs and O outputs:
     inp  (B, I)   the layer's input: the data, or the previous layer's activations
-    W    (I, O)   weights; row k holds the weights leaving input unit k
+    W    (I, O)   weights; row k holds the weights leaving input unit k (the Model's layout)
+    WT   (O, I)   the same weights transposed, a copy the network keeps beside W
     b    (O,)     biases
     out  (B, O)   f(inp @ W + b), the activations this layer passes on
 
-Every loop that runs in parallel owns disjoint outputs (a row of ``out``, a row of ``dW``, a row
-of ``dinp``) and sums its reductions in a fixed order, so the result is bit-identical on any
-number of threads. Small layers run on one thread (see ``config.PARALLEL_MIN_WORK``).
+Two ways to compute each pass, chosen by the batch size:
+
+* Row by row (B < BLOCKED_MIN_ROWS, e.g. the seed XOR run or online learning with B = 1):
+  ``out[n, :] += inp[n, k] * W[k, :]`` sweeps contiguous rows of W, and the weight gradient is a
+  sum of outer products. No transposed copies are needed.
+* Blocked (larger batches): every product is written as C = A @ Bt.T, so that both operands
+  are read along contiguous rows, and computed in tiles of 4 x 2 outputs held in scalar
+  accumulators (``_product_rows``). Each value loaded from memory then feeds 4 or 2 multiply-adds
+  instead of 1, and LLVM vectorises the shared inner loop over k. The forward pass reads WT, the
+  input gradient reads W, and the weight gradient reads transposed copies of inp and dout.
+
+Every loop that runs in parallel owns disjoint outputs (a block of rows of ``out``, ``dW`` or
+``dinp``) and sums its reductions in a fixed order, so results are bit-identical on any number of
+threads. Loops run on one thread below ``PARALLEL_MIN_WORK`` multiply-adds (see ``jit_pair``).
 """
 
 from numba import njit, prange
 
 from .activations import activate, activation_grad
-from .config import JIT, PARALLEL_MIN_WORK
+from .config import JIT, PARALLEL_MIN_WORK, jit_pair
+
+# Batches at least this large take the blocked path (4-row tiles need rows to fill them).
+BLOCKED_MIN_ROWS = 8
+TILE_ROWS = 4
+
+
+# ---- the blocked product -------------------------------------------------------------------
+
+
+@njit(**JIT)
+def _dot(a, b):
+    """a (K,) . b (K,), starting from the first term so the sum keeps the arrays' dtype."""
+    s = a[0] * b[0]
+    for k in range(1, a.shape[0]):
+        s += a[k] * b[k]
+    return s
+
+
+@njit(**JIT)
+def _product_rows(C, A, Bt, i):
+    """C[i:i+4, :] = A[i:i+4, :] @ Bt.T  (fewer rows when fewer remain).
+
+    C (M, N), A (M, K), Bt (N, K). A 4 x 2 tile of C is 8 running sums over k: each step loads
+    4 values of A and 2 of Bt and does 8 multiply-adds.
+    """
+    M, N = C.shape
+    K = A.shape[1]
+    if i + TILE_ROWS > M:
+        for r in range(i, M):
+            for j in range(N):
+                C[r, j] = _dot(A[r], Bt[j])
+        return
+    a0, a1, a2, a3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+    j = 0
+    while j + 2 <= N:
+        b0, b1 = Bt[j], Bt[j + 1]
+        s00, s01 = a0[0] * b0[0], a0[0] * b1[0]
+        s10, s11 = a1[0] * b0[0], a1[0] * b1[0]
+        s20, s21 = a2[0] * b0[0], a2[0] * b1[0]
+        s30, s31 = a3[0] * b0[0], a3[0] * b1[0]
+        for k in range(1, K):
+            x0, x1 = b0[k], b1[k]
+            s00 += a0[k] * x0
+            s01 += a0[k] * x1
+            s10 += a1[k] * x0
+            s11 += a1[k] * x1
+            s20 += a2[k] * x0
+            s21 += a2[k] * x1
+            s30 += a3[k] * x0
+            s31 += a3[k] * x1
+        C[i, j], C[i, j + 1] = s00, s01
+        C[i + 1, j], C[i + 1, j + 1] = s10, s11
+        C[i + 2, j], C[i + 2, j + 1] = s20, s21
+        C[i + 3, j], C[i + 3, j + 1] = s30, s31
+        j += 2
+    if j < N:  # an odd last column
+        for r in range(TILE_ROWS):
+            C[i + r, j] = _dot(A[i + r], Bt[j])
+
+
+def _forward_blocked(out, inp, WT, b, act):
+    """out (B, O) = f(inp (B, I) @ WT (O, I).T + b): a thread owns blocks of 4 rows of out."""
+    B, O = out.shape
+    for blk in prange((B + TILE_ROWS - 1) // TILE_ROWS):
+        i = blk * TILE_ROWS
+        _product_rows(out, inp, WT, i)
+        for r in range(i, min(i + TILE_ROWS, B)):
+            for j in range(O):
+                out[r, j] = activate(out[r, j] + b[j], act)
+
+
+def _input_grad_blocked(dinp, dout, W, inp, inp_act):
+    """dinp (B, I) = (dout (B, O) @ W (I, O).T) * f'(inp): a thread owns blocks of 4 rows."""
+    B, I = dinp.shape
+    for blk in prange((B + TILE_ROWS - 1) // TILE_ROWS):
+        i = blk * TILE_ROWS
+        _product_rows(dinp, dout, W, i)
+        for r in range(i, min(i + TILE_ROWS, B)):
+            for k in range(I):
+                dinp[r, k] *= activation_grad(inp[r, k], inp_act)
+
+
+def _weight_grad_blocked(dW, inpT, doutT):
+    """dW (I, O) = inpT (I, B) @ doutT (O, B).T: a thread owns blocks of 4 rows of dW."""
+    for blk in prange((dW.shape[0] + TILE_ROWS - 1) // TILE_ROWS):
+        _product_rows(dW, inpT, doutT, blk * TILE_ROWS)
+
+
+def _transpose(dst, src):
+    """dst (N, M) = src (M, N).T, in 16-row stripes of src (each thread owns whole stripes)."""
+    M, N = src.shape
+    for s in prange((M + 15) // 16):
+        for j in range(N):
+            for r in range(s * 16, min(s * 16 + 16, M)):
+                dst[j, r] = src[r, j]
+
+
+_forward_blocked_mt, _forward_blocked_1t = jit_pair(_forward_blocked)
+_input_grad_blocked_mt, _input_grad_blocked_1t = jit_pair(_input_grad_blocked)
+_weight_grad_blocked_mt, _weight_grad_blocked_1t = jit_pair(_weight_grad_blocked)
+_transpose_mt, _transpose_1t = jit_pair(_transpose)
+
+
+@njit(**JIT)
+def transpose(dst, src):
+    """dst (N, M) = src (M, N).T"""
+    if src.shape[0] * src.shape[1] * 16 >= PARALLEL_MIN_WORK:
+        _transpose_mt(dst, src)
+    else:
+        _transpose_1t(dst, src)
+
+
+# ---- row by row, for small batches -----------------------------------------------------------
 
 
 @njit(**JIT)
@@ -30,19 +155,6 @@ def _forward_row(out, inp, W, b, act, n):
                 out[n, j] += x * W[k, j]
     for j in range(O):
         out[n, j] = activate(out[n, j], act)
-
-
-@njit(parallel=True, **JIT)
-def dense_forward(out, inp, W, b, act):
-    """out (B, O) <- f(inp (B, I) @ W (I, O) + b (O,)), f given by the activation code ``act``."""
-    B = inp.shape[0]
-    I, O = W.shape
-    if B * I * O >= PARALLEL_MIN_WORK:
-        for n in prange(B):  # each thread owns whole rows of out
-            _forward_row(out, inp, W, b, act, n)
-    else:
-        for n in range(B):
-            _forward_row(out, inp, W, b, act, n)
 
 
 @njit(**JIT)
@@ -61,47 +173,70 @@ def _weight_grad_row(dW, dout, inp, k):
 @njit(**JIT)
 def _input_grad_row(dinp, dout, W, inp, inp_act, n):
     """dinp[n, k] = (dout[n, :] . W[k, :]) * f'(inp[n, k]) for every input unit k."""
+    for k in range(W.shape[0]):
+        dinp[n, k] = _dot(dout[n], W[k]) * activation_grad(inp[n, k], inp_act)
+
+
+# ---- the layer ---------------------------------------------------------------------------------
+
+
+@njit(**JIT)
+def dense_forward(out, inp, W, WT, b, act):
+    """out (B, O) <- f(inp (B, I) @ W (I, O) + b (O,)), f given by the activation code ``act``.
+
+    WT (O, I) must equal W.T when B >= BLOCKED_MIN_ROWS (it is not read otherwise).
+    """
+    B = inp.shape[0]
     I, O = W.shape
-    for k in range(I):
-        s = dout[n, 0] * W[k, 0]  # start from the first term: keeps the dtype of the arrays
-        for j in range(1, O):
-            s += dout[n, j] * W[k, j]
-        dinp[n, k] = s * activation_grad(inp[n, k], inp_act)
+    if B < BLOCKED_MIN_ROWS:
+        for n in range(B):
+            _forward_row(out, inp, W, b, act, n)
+    elif B * I * O >= PARALLEL_MIN_WORK:
+        _forward_blocked_mt(out, inp, WT, b, act)
+    else:
+        _forward_blocked_1t(out, inp, WT, b, act)
 
 
-@njit(parallel=True, **JIT)
-def dense_backward(dinp, dW, db, dout, inp, W, inp_act):
+@njit(**JIT)
+def dense_backward(dinp, dW, db, dout, inp, W, inpT, doutT, inp_act):
     """Backward pass of ``dense_forward``.
 
-    dout (B, O)  in: dL/dz for this layer's pre-activations z = inp @ W + b
-    inp  (B, I)  in: this layer's input, as in the forward pass
-    W    (I, O)  in: weights
-    dW   (I, O)  out: dL/dW = inp^T @ dout
-    db   (O,)    out: dL/db = column sums of dout
-    dinp (B, I)  out: dL/dz of the layer below = (dout @ W^T) * f'(inp), where f is that layer's
-                 activation ``inp_act``; pass an array with 0 rows to skip it (first layer).
+    dout  (B, O)  in: dL/dz for this layer's pre-activations z = inp @ W + b
+    inp   (B, I)  in: this layer's input, as in the forward pass
+    W     (I, O)  in: weights
+    dW    (I, O)  out: dL/dW = inp.T @ dout
+    db    (O,)    out: dL/db = column sums of dout
+    dinp  (B, I)  out: dL/dz of the layer below = (dout @ W.T) * f'(inp), where f is that layer's
+                  activation ``inp_act``; pass an array with 0 rows to skip it (first layer)
+    inpT  (I, B), doutT (O, B): workspace for the blocked path's transposed copies
     """
     B, O = dout.shape
     I = W.shape[0]
-    parallel = B * I * O >= PARALLEL_MIN_WORK
-    # Weight gradient: a thread owns whole rows k of dW and sums over samples in order.
-    if parallel:
-        for k in prange(I):
-            _weight_grad_row(dW, dout, inp, k)
-    else:
+    if B < BLOCKED_MIN_ROWS:
         for k in range(I):
             _weight_grad_row(dW, dout, inp, k)
-    # Bias gradient: O sums of B terms, too little work to share out.
+        for j in range(O):
+            db[j] = 0
+        for n in range(B):
+            for j in range(O):
+                db[j] += dout[n, j]
+        for n in range(dinp.shape[0]):
+            _input_grad_row(dinp, dout, W, inp, inp_act, n)
+        return
+    parallel = B * I * O >= PARALLEL_MIN_WORK
+    # Weight gradient: reduce over the batch along contiguous rows of the transposed copies.
+    transpose(inpT, inp)
+    transpose(doutT, dout)
+    if parallel:
+        _weight_grad_blocked_mt(dW, inpT, doutT)
+    else:
+        _weight_grad_blocked_1t(dW, inpT, doutT)
     for j in range(O):
         db[j] = 0
-    for n in range(B):
-        for j in range(O):
-            db[j] += dout[n, j]
-    # Input gradient: a thread owns whole rows n of dinp.
+        for n in range(B):
+            db[j] += doutT[j, n]
     if dinp.shape[0] > 0:
         if parallel:
-            for n in prange(B):
-                _input_grad_row(dinp, dout, W, inp, inp_act, n)
+            _input_grad_blocked_mt(dinp, dout, W, inp, inp_act)
         else:
-            for n in range(B):
-                _input_grad_row(dinp, dout, W, inp, inp_act, n)
+            _input_grad_blocked_1t(dinp, dout, W, inp, inp_act)

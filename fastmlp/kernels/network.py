@@ -12,13 +12,16 @@ flat buffer, carved into views (``workspace_size`` gives its length for a larges
     region L          (bmax, fan_out[L-1]) the network's output
     delta_a, delta_b  (bmax, widest)       dL/dz of the layer being back-propagated, ping-ponged
     sample_loss       (bmax,)              each sample's loss
+    trans_a, trans_b  (widest, bmax)       transposed copies of inp and dout for the weight gradient
+    WT_l              (fan_out, fan_in)    each layer's weights transposed, for the blocked forward
+                                           pass; refreshed from params after every update
 """
 
 from numba import njit, prange
 
 from .activations import IDENTITY
 from .config import JIT, PARALLEL_MIN_WORK
-from .dense import dense_backward, dense_forward
+from .dense import BLOCKED_MIN_ROWS, dense_backward, dense_forward, transpose
 from .optim import sgd_update
 from .output import output_forward, output_loss_backward
 
@@ -28,7 +31,8 @@ FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT = range(5)
 def workspace_size(layout, bmax):
     """Length of the flat workspace for batches of at most ``bmax`` samples."""
     widths = [int(r[FAN_IN]) for r in layout] + [int(layout[-1][FAN_OUT])]
-    return bmax * (sum(widths) + 2 * max(widths) + 1)
+    n_weights = sum(int(r[FAN_IN]) * int(r[FAN_OUT]) for r in layout)
+    return bmax * (sum(widths) + 4 * max(widths) + 1) + n_weights
 
 
 @njit(**JIT)
@@ -71,6 +75,31 @@ def _sample_loss(ws, layout, bmax, rows):
 
 
 @njit(**JIT)
+def _trans(ws, layout, bmax, which, width, rows):
+    """View of trans_a (which=0) or trans_b (which=1) with shape (width, rows)."""
+    start, widest = _scratch_start(layout, bmax)
+    start += 2 * bmax * widest + bmax + which * bmax * widest
+    return ws[start:start + width * rows].reshape((width, rows))
+
+
+@njit(**JIT)
+def _weights_t(ws, layout, bmax, l):
+    """View of WT_l, layer l's weights transposed, shape (fan_out, fan_in)."""
+    start, widest = _scratch_start(layout, bmax)
+    start += 4 * bmax * widest + bmax + layout[l, W_OFF]  # weights come first in params
+    I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
+    return ws[start:start + I * O].reshape((O, I))
+
+
+@njit(**JIT)
+def refresh_transposed(params, ws, layout, bmax):
+    """WT_l <- W_l.T for every layer (after the weights changed)."""
+    for l in range(layout.shape[0]):
+        W, _ = _weights(params, layout, l)
+        transpose(_weights_t(ws, layout, bmax, l), W)
+
+
+@njit(**JIT)
 def _weights(params, layout, l):
     """(W, b) of layer l as views into the flat parameter buffer: W (fan_in, fan_out), b (fan_out,)."""
     I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
@@ -99,7 +128,7 @@ def forward_layers(params, ws, layout, bmax, rows):
     for l in range(L):
         W, b = _weights(params, layout, l)
         dense_forward(_region(ws, layout, bmax, l + 1, rows), _region(ws, layout, bmax, l, rows),
-                      W, b, layout[l, ACT])
+                      W, _weights_t(ws, layout, bmax, l), b, layout[l, ACT])
     return _region(ws, layout, bmax, L, rows)
 
 
@@ -117,7 +146,9 @@ def backward_layers(grads, params, ws, layout, bmax, rows):
         # The first layer's input is data: there is no gradient to pass further down.
         dinp = _delta(ws, layout, bmax, 1 - which, rows if l > 0 else 0, I)
         below_act = layout[l - 1, ACT] if l > 0 else IDENTITY
-        dense_backward(dinp, dW, db, dout, _region(ws, layout, bmax, l, rows), W, below_act)
+        dense_backward(dinp, dW, db, dout, _region(ws, layout, bmax, l, rows), W,
+                       _trans(ws, layout, bmax, 0, I, rows), _trans(ws, layout, bmax, 1, O, rows),
+                       below_act)
         which = 1 - which
 
 
@@ -138,6 +169,9 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bou
     n_trainable          params[:n_trainable] are updated (the biases of a bias-free model,
                          stored after all weights, are not)
     """
+    blocked = bmax >= BLOCKED_MIN_ROWS  # the blocked forward pass reads WT: keep it current
+    if blocked:
+        refresh_transposed(params, ws, layout, bmax)
     for t in range(bounds.shape[0] - 1):
         idx = order[bounds[t]:bounds[t + 1]]
         rows = idx.shape[0]
@@ -153,12 +187,15 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bou
         batch_losses[t] = total / rows
         backward_layers(grads, params, ws, layout, bmax, rows)
         sgd_update(params[:n_trainable], grads[:n_trainable], lrs[t])
+        if blocked:
+            refresh_transposed(params, ws, layout, bmax)
 
 
 @njit(**JIT)
 def predict_batches(out, params, ws, X, layout, out_code, bmax):
     """out (N, K) <- the network's outputs for X (N, I0), bmax rows at a time."""
     N = X.shape[0]
+    refresh_transposed(params, ws, layout, bmax)
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)
         _region(ws, layout, bmax, 0, hi - lo)[:, :] = X[lo:hi]
