@@ -63,7 +63,10 @@ def load_model(path, engine="numba"):
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ModelFileError(f"{path}: not a fastmlp model file (a single .npy array, not an .npz archive)")
+        with archive:
             names = set(archive.files)
             if "header" not in names:
                 raise ModelFileError(f"{path}: not a fastmlp model file (no header)")

@@ -20,6 +20,7 @@ from . import reference
 from .errors import FastMLPError
 from .kernels import network
 from .kernels.activations import ACTIVATIONS, IDENTITY
+from .kernels.optim import OPTIMIZERS, state_rows
 from .kernels.output import LOSSES, OUTPUTS
 from .validation import (Integer, OneOf, Optional, Real, check_labels, check_targets, check_X,
                          validate_params)
@@ -68,6 +69,14 @@ INITS = {
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
+# Learning-rate schedules, per epoch e of E (torch's StepLR, CosineAnnealingLR, ReduceLROnPlateau):
+#   constant  lr
+#   step      lr * gamma ** (e // step_size)
+#   cosine    min_lr + (lr - min_lr) * (1 + cos(pi * e / E)) / 2
+#   plateau   multiply by gamma when the monitored loss (validation if any, else training) has not
+#             improved for plateau_patience epochs; never below min_lr
+SCHEDULES = ("constant", "step", "cosine", "plateau")
+
 MODEL_PARAMS = {
     "output": OneOf(tuple(OUTPUTS)),
     "init": OneOf(tuple(INITS)),
@@ -82,6 +91,21 @@ FIT_PARAMS = {
     "lr": Real(low=0.0, low_open=True),
     "shuffle": OneOf((True, False)),
     "seed": Optional(Integer(low=0)),
+    "optimizer": OneOf(tuple(OPTIMIZERS)),
+    "momentum": Real(low=0.0, high=1.0, high_open=True),
+    "nesterov": OneOf((True, False)),
+    "weight_decay": Real(low=0.0),
+    "beta1": Real(low=0.0, high=1.0, high_open=True),
+    "beta2": Real(low=0.0, high=1.0, high_open=True),
+    "eps": Real(low=0.0, low_open=True),
+    "schedule": OneOf(tuple(SCHEDULES)),
+    "step_size": Integer(low=1),
+    "gamma": Real(low=0.0, high=1.0, low_open=True),
+    "min_lr": Real(low=0.0),
+    "plateau_patience": Integer(low=0),
+    "validation_split": Real(low=0.0, high=1.0, high_open=True),
+    "patience": Optional(Integer(low=1)),
+    "track_grad_norms": OneOf((True, False)),
 }
 
 # Largest batch of rows pushed through the network at once by predict_proba.
@@ -93,12 +117,102 @@ GROUP_INDICES = 1 << 20
 
 @dataclass
 class History:
-    """What ``fit`` measured: the mean training loss of each epoch (before each batch's update)."""
+    """What ``fit`` measured, one entry per epoch.
+
+    loss        mean training loss (each batch's loss is taken before its update)
+    val_loss    loss on the validation split, after the epoch (when validation_split > 0)
+    lr          the learning rate the epoch used
+    grad_norms  the L2 norm of each layer's weight gradient on the epoch's last batch
+                (when track_grad_norms is on): vanishing gradients show up as tiny early layers
+    best_epoch  with early stopping: the epoch whose weights the model kept
+    """
     loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    grad_norms: list = field(default_factory=list)
+    best_epoch: int | None = None
     seconds: float = 0.0
 
     def __getitem__(self, key):
         return getattr(self, key)
+
+
+class _Run:
+    """The state of one ``fit`` call: its data, schedule, optimizer buffers and workspace."""
+
+    def __init__(self, model, X, y_int, y_float, rows, settings, rng):
+        self.model, self.X, self.y_int, self.y_float, self.rows = model, X, y_int, y_float, rows
+        self.s, self.rng = settings, rng
+        n = len(rows)
+        self.bmax = min(settings["batch_size"], n)
+        self.epoch_bounds = np.append(np.arange(0, n, self.bmax), n).astype(np.int64)
+        self.ws = model._workspace(self.bmax)
+        name = settings["optimizer"]
+        self.opt = OPTIMIZERS[name]
+        self.opt_state = np.zeros((state_rows(name, settings["momentum"]), model._n_trainable), model.dtype)
+        self.hyper = np.array([settings["momentum"], settings["nesterov"], settings["weight_decay"],
+                               settings["beta1"], settings["beta2"], settings["eps"]], np.float64)
+        self.step = 0
+        self.plateau = (np.inf, 0, settings["lr"])  # (best loss, epochs without improvement, lr)
+
+    def lr_for(self, epoch, history):
+        """The learning rate of ``epoch`` under the schedule."""
+        s = self.s
+        if s["schedule"] == "step":
+            return s["lr"] * s["gamma"] ** (epoch // s["step_size"])
+        if s["schedule"] == "cosine":
+            return s["min_lr"] + (s["lr"] - s["min_lr"]) * (1 + np.cos(np.pi * epoch / s["epochs"])) / 2
+        if s["schedule"] == "plateau" and history.loss:
+            monitored = (history.val_loss or history.loss)[-1]
+            best, waited, lr = self.plateau
+            if monitored < best:
+                best, waited = monitored, 0
+            else:
+                waited += 1
+                if waited > s["plateau_patience"]:
+                    lr, waited = max(lr * s["gamma"], s["min_lr"]), 0
+            self.plateau = (best, waited, lr)
+            return lr
+        return s["lr"] if s["schedule"] != "plateau" else self.plateau[2]
+
+    def epochs(self, lrs, progress, first_epoch, history):
+        """Train len(lrs) epochs (epoch e at lrs[e]); return their mean losses."""
+        n, group = len(self.rows), len(lrs)
+        n_batches = len(self.epoch_bounds) - 1
+        if self.s["shuffle"]:
+            order = np.concatenate([self.rows[self.rng.permutation(n)] for _ in range(group)])
+        else:
+            order = np.tile(self.rows, group)
+        starts = self.epoch_bounds[:-1][None, :] + n * np.arange(group, dtype=np.int64)[:, None]
+        bounds = np.append(starts.ravel(), group * n)
+        step_lrs = np.repeat(np.asarray(lrs, dtype=self.model.dtype), n_batches)
+        losses = np.zeros(group * n_batches, np.float64)
+        chunk = max(1, n_batches // 50) if progress else group * n_batches
+        for t0 in range(0, group * n_batches, chunk):
+            t1 = min(t0 + chunk, group * n_batches)
+            self._call(losses[t0:t1], order, bounds[t0:t1 + 1], step_lrs[t0:t1], history)
+            if progress:  # with progress, each call holds one epoch: t1 batches are done
+                sizes = np.diff(self.epoch_bounds)[:t1]
+                progress(first_epoch, t1, n_batches, float(losses[:t1] @ sizes / sizes.sum()))
+        sizes = np.tile(np.diff(self.epoch_bounds), group)
+        return [float(v) for v in (losses * sizes).reshape(group, n_batches).sum(axis=1) / n]
+
+    def _call(self, losses, order, bounds, lrs, history):
+        """One engine call; on divergence, restore the weights from before it and raise."""
+        m = self.model
+        saved = (m._params.copy(), self.opt_state.copy())
+        ENGINES[m.engine].train_batches(
+            losses, m._params, m._grads, self.ws, self.X, self.y_int, self.y_float, order, bounds,
+            lrs, m._layout, OUTPUTS[m.output], LOSSES[m.loss], m._n_trainable, self.bmax,
+            self.opt, self.opt_state, self.hyper, self.step)
+        self.step += len(lrs)
+        if not (np.isfinite(losses).all() and np.isfinite(m._params).all()):
+            m._params[...], self.opt_state[...] = saved
+            lr = float(lrs.max())
+            raise TrainingDiverged(
+                f"training diverged: the loss or the weights became NaN or inf at learning rate "
+                f"lr={lr:g}. The learning rate is probably too large: try a smaller one (for example "
+                f"lr={lr / 10:g}). The model keeps its last finite weights.", history)
 
 
 class TrainingDiverged(FastMLPError):
@@ -247,13 +361,16 @@ class Model:
             b_off += fan_out
         return layout
 
-    def _views(self, kind):
+    def _views(self, kind, buffer=None):
+        """Per-layer views of ``kind`` ("weights" or "biases") into the flat buffer (params by
+        default, or one with the same layout such as the gradients)."""
+        buffer = self._params if buffer is None else buffer
         out = []
         for fan_in, fan_out, w_off, b_off, _ in self._layout:
             if kind == "weights":
-                out.append(self._params[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out))
+                out.append(buffer[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out))
             else:
-                b = self._params[b_off:b_off + fan_out]
+                b = buffer[b_off:b_off + fan_out]
                 if not self.bias:
                     b.flags.writeable = False
                 out.append(b)
@@ -319,72 +436,101 @@ class Model:
 
     # ---- training -------------------------------------------------------------------------
 
-    def fit(self, X, y, epochs=1, batch_size=32, lr=0.01, shuffle=True, seed=None,
+    def fit(self, X, y, epochs=1, batch_size=32, lr=0.01, shuffle=True, seed=None, *,
+            optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0, beta1=0.9,
+            beta2=0.999, eps=1e-8, schedule="constant", step_size=10, gamma=0.1, min_lr=0.0,
+            plateau_patience=2, validation_split=0.0, patience=None, track_grad_norms=False,
             callback=None, progress=None) -> History:
-        """Train with mini-batch SGD; return the History of epoch losses.
+        """Train on X (n, n_inputs) and y; return the History.
 
-        Each epoch visits every sample once, in a fresh random order when ``shuffle`` is on
-        (drawn from ``seed`` if given, else from the model's own generator). The last batch of an
-        epoch may be smaller. ``callback(epoch, loss)`` runs after each epoch and may return True
-        to stop. ``progress(epoch, batches_done, n_batches, running_loss)`` runs several times per
-        epoch. Every input is checked before any weight changes.
+        Each epoch visits every training sample once, in a fresh random order when ``shuffle`` is
+        on (drawn from ``seed`` if given, else from the model's own generator); the last batch of
+        an epoch may be smaller. Every argument is checked before any weight changes.
+
+        optimizer       "sgd" (with optional momentum / nesterov), "adam" or "adamw"; each fit
+                        call starts with fresh optimizer buffers. weight_decay is L2 for sgd and
+                        adam, decoupled for adamw. beta1, beta2, eps: Adam's constants.
+        schedule        "constant", "step" (step_size, gamma), "cosine" (min_lr) or "plateau"
+                        (plateau_patience, gamma, min_lr); see SCHEDULES.
+        validation_split  hold out this fraction of the samples (chosen at random) and report
+                        their loss after every epoch; with ``patience``, stop when it has not
+                        improved for that many epochs and restore the best epoch's weights.
+        track_grad_norms  record each layer's weight-gradient norm every epoch.
+        callback(epoch, loss) runs after each epoch and may return True to stop.
+        progress(epoch, batches_done, n_batches, running_loss) runs several times per epoch.
         """
-        validate_params(FIT_PARAMS, dict(epochs=epochs, batch_size=batch_size, lr=lr,
-                                         shuffle=shuffle, seed=seed))
+        settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle, seed=seed,
+                        optimizer=optimizer, momentum=momentum, nesterov=nesterov,
+                        weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps,
+                        schedule=schedule, step_size=step_size, gamma=gamma, min_lr=min_lr,
+                        plateau_patience=plateau_patience, validation_split=validation_split,
+                        patience=patience, track_grad_norms=track_grad_norms)
+        validate_params(FIT_PARAMS, settings)
+        if nesterov and (optimizer != "sgd" or momentum == 0):
+            raise FastMLPError("nesterov=True needs optimizer='sgd' with momentum > 0")
+        if patience is not None and validation_split == 0:
+            raise FastMLPError("early stopping (patience) needs a validation_split > 0")
         X = self._check_X(X)
         y_int, y_float = self._check_y(y, X.shape[0])
-        n = X.shape[0]
-        bmax = min(batch_size, n)
         rng = np.random.default_rng(seed) if seed is not None else self._rng
-        epoch_bounds = np.append(np.arange(0, n, bmax), n).astype(np.int64)
-        n_batches = len(epoch_bounds) - 1
-        engine = ENGINES[self.engine]
-        ws = self._workspace(bmax)
+        train_rows, val_rows = self._split(X.shape[0], validation_split, rng)
+        run = _Run(self, X, y_int, y_float, train_rows, settings, rng)
         history = History()
         start = time.perf_counter()
-
-        per_call = 1 if (callback or progress) else max(1, GROUP_INDICES // n)
+        best = (np.inf, None, None)  # (validation loss, epoch, weights)
+        per_epoch_work = callback or progress or val_rows is not None or track_grad_norms \
+            or schedule == "plateau"
         epoch = 0
         while epoch < epochs:
-            group = min(per_call, epochs - epoch)
-            if shuffle:
-                order = np.concatenate([rng.permutation(n) for _ in range(group)]).astype(np.int64)
-            else:
-                order = np.tile(np.arange(n, dtype=np.int64), group)
-            starts = epoch_bounds[:-1][None, :] + n * np.arange(group, dtype=np.int64)[:, None]
-            bounds = np.append(starts.ravel(), group * n)
-            losses = np.zeros(group * n_batches, np.float64)
-            chunk = max(1, n_batches // 50) if progress else group * n_batches
-            lrs = np.full(group * n_batches, lr, dtype=self.dtype)
-            for t0 in range(0, group * n_batches, chunk):
-                t1 = min(t0 + chunk, group * n_batches)
-                self._run_batches(engine, losses[t0:t1], ws, X, y_int, y_float, order,
-                                  bounds[t0:t1 + 1], lrs[t0:t1], bmax, lr, history)
-                if progress:  # with progress, each call holds one epoch: t1 batches are done
-                    sizes = np.diff(epoch_bounds)[:t1]
-                    progress(epoch, t1, n_batches, float(losses[:t1] @ sizes / sizes.sum()))
-            sizes = np.tile(np.diff(epoch_bounds), group)
-            per_epoch = (losses * sizes).reshape(group, n_batches).sum(axis=1) / n
-            for loss in per_epoch:
-                history.loss.append(float(loss))
+            group = 1 if per_epoch_work else min(max(1, GROUP_INDICES // len(train_rows)), epochs - epoch)
+            lrs = [run.lr_for(epoch + g, history) for g in range(group)]
+            losses = run.epochs(lrs, progress, epoch, history)
+            for loss, epoch_lr in zip(losses, lrs):
+                history.loss.append(loss)
+                history.lr.append(epoch_lr)
                 epoch += 1
-                if callback and callback(epoch - 1, float(loss)):
-                    epochs = epoch
+            if track_grad_norms:
+                history.grad_norms.append([float(np.linalg.norm(W)) for W in self._views("weights", self._grads)])
+            stop = False
+            if val_rows is not None:
+                val_loss = self._mean_loss(X[val_rows], y_int[val_rows] if len(y_int) else y_int,
+                                           y_float[val_rows] if len(y_float) else y_float)
+                history.val_loss.append(val_loss)
+                if val_loss < best[0]:
+                    best = (val_loss, epoch - 1, self._params.copy() if patience else None)
+                elif patience is not None and epoch - 1 - best[1] >= patience:
+                    stop = True
+            if callback and callback(epoch - 1, history.loss[-1]):
+                stop = True
+            if stop:
+                break
+        if patience is not None and best[2] is not None:
+            self._params[...] = best[2]
+            history.best_epoch = best[1]
         history.seconds = time.perf_counter() - start
         return history
 
-    def _run_batches(self, engine, losses, ws, X, y_int, y_float, order, bounds, lrs, bmax, lr, history):
-        """One engine call; on divergence, restore the weights from before it and raise."""
-        saved = self._params.copy()
-        engine.train_batches(losses, self._params, self._grads, ws, X, y_int, y_float, order, bounds,
-                             lrs, self._layout, OUTPUTS[self.output], LOSSES[self.loss],
-                             self._n_trainable, bmax)
-        if not (np.isfinite(losses).all() and np.isfinite(self._params).all()):
-            self._params[...] = saved
-            raise TrainingDiverged(
-                f"training diverged: the loss or the weights became NaN or inf at learning rate "
-                f"lr={lr:g}. Try a smaller learning rate (for example lr={lr / 10:g}); the model "
-                f"keeps its last finite weights.", history)
+    @staticmethod
+    def _split(n, fraction, rng):
+        """Rows for training and (if fraction > 0) for validation, chosen at random."""
+        if fraction == 0:
+            return np.arange(n, dtype=np.int64), None
+        n_val = int(round(n * fraction))
+        if n_val < 1 or n_val >= n:
+            raise FastMLPError(f"validation_split={fraction} of {n} samples leaves "
+                               f"{n - n_val} for training and {n_val} for validation: both need at least 1")
+        rows = rng.permutation(n).astype(np.int64)
+        return np.sort(rows[n_val:]), np.sort(rows[:n_val])
+
+    def _mean_loss(self, X, y_int, y_float) -> float:
+        """The model's loss on (X, y), from its outputs (no training)."""
+        p = self.predict_proba(X).astype(np.float64)
+        if self.loss == "cross_entropy":
+            return float(-np.mean(np.log(np.maximum(p[np.arange(len(y_int)), y_int], 1e-300))))
+        if self.loss == "binary_cross_entropy":
+            p = np.clip(p, 1e-300, 1 - 1e-16)
+            return float(-np.mean(y_float * np.log(p) + (1 - y_float) * np.log1p(-p)))
+        return float(np.mean((p - y_float) ** 2))
 
     # ---- inference ------------------------------------------------------------------------
 

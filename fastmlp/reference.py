@@ -10,6 +10,7 @@ import numpy as np
 
 from .kernels.activations import RELU, SIGMOID, TANH
 from .kernels.network import ACT
+from .kernels.optim import ADAMW, SGD
 from .kernels.output import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
 from .kernels.output import SIGMOID as OUT_SIGMOID
 from .kernels.output import SOFTMAX
@@ -83,9 +84,30 @@ def _loss_and_delta(z, y_int, y_float, out_code, loss_code):
     return np.mean(err * err), delta
 
 
+def _optimizer_step(params, grads, state, hyper, opt, lr, step):
+    """torch.optim's SGD (momentum, nesterov, L2), Adam and AdamW, vectorised."""
+    mu, nesterov, wd, b1, b2, eps = hyper
+    if opt == SGD:
+        g = grads + wd * params if wd else grads
+        if mu:
+            state[0] = mu * state[0] + g
+            g = g + mu * state[0] if nesterov else state[0]
+        params -= lr * g
+        return
+    g = grads
+    if opt == ADAMW:
+        params *= 1 - lr * wd
+    elif wd:
+        g = grads + wd * params
+    state[0] = b1 * state[0] + (1 - b1) * g
+    state[1] = b2 * state[1] + (1 - b2) * g * g
+    denom = np.sqrt(state[1]) / np.sqrt(1 - b2 ** step) + eps
+    params -= (lr / (1 - b1 ** step)) * state[0] / denom
+
+
 def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bounds, lrs,
-                  layout, out_code, loss_code, n_trainable, bmax):
-    """Plain SGD over mini-batches; the arguments are those of ``kernels.network.train_batches``."""
+                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0):
+    """Mini-batch training; the arguments are those of ``kernels.network.train_batches``."""
     layers = _layers(params, layout)
     grad_layers = _layers(grads, layout)
     for t in range(len(bounds) - 1):
@@ -100,7 +122,8 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bou
             db[...] = delta.sum(axis=0)
             if l > 0:
                 delta = (delta @ W.T) * _activation_grad(acts[l], layout[l - 1, ACT])
-        params[:n_trainable] -= lrs[t] * grads[:n_trainable]
+        _optimizer_step(params[:n_trainable], grads[:n_trainable], opt_state, hyper, opt, lrs[t],
+                        step0 + t + 1)
 
 
 def predict_batches(out, params, ws, X, layout, out_code, bmax):

@@ -116,8 +116,8 @@ def check_labels(y, n_samples: int, n_classes: int, name: str = "y") -> np.ndarr
         if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
             raise FastMLPError(f"{name} must hold integer class labels, got non-integer values")
     if arr.min() < 0 or arr.max() >= n_classes:
-        bad = arr[(arr < 0) | (arr >= n_classes)][0]
-        raise FastMLPError(f"{name} has label {bad!r} outside [0, {n_classes}): the output layer "
+        bad = arr[(arr < 0) | (arr >= n_classes)][0].item()
+        raise FastMLPError(f"{name} has label {bad} outside [0, {n_classes}): the output layer "
                            f"has {n_classes} units")
     return np.ascontiguousarray(arr, dtype=np.int64)
 

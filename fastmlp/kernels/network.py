@@ -22,7 +22,7 @@ from numba import njit, prange
 from .activations import IDENTITY
 from .config import JIT, PARALLEL_MIN_WORK
 from .dense import BLOCKED_MIN_ROWS, dense_backward, dense_forward, transpose
-from .optim import sgd_update
+from .optim import optimizer_step
 from .output import output_forward, output_loss_backward
 
 FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT = range(5)
@@ -154,8 +154,8 @@ def backward_layers(grads, params, ws, layout, bmax, rows):
 
 @njit(**JIT)
 def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bounds, lrs,
-                  layout, out_code, loss_code, n_trainable, bmax):
-    """Plain SGD over a sequence of mini-batches, all in one compiled call.
+                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0):
+    """Mini-batch training over a sequence of batches, all in one compiled call.
 
     batch_losses (T,)    out: each batch's mean loss, measured before its update
     params       (P,)    in/out: all weights and biases (see ``_weights``)
@@ -168,6 +168,8 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bou
     lrs          (T,)    learning rate of each step
     n_trainable          params[:n_trainable] are updated (the biases of a bias-free model,
                          stored after all weights, are not)
+    opt, opt_state (S, n_trainable), hyper (6,), step0: the optimizer (see ``optim.py``) and the
+                         number of updates it made before this call
     """
     blocked = bmax >= BLOCKED_MIN_ROWS  # the blocked forward pass reads WT: keep it current
     if blocked:
@@ -186,7 +188,8 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bou
             total += sample_loss[n]
         batch_losses[t] = total / rows
         backward_layers(grads, params, ws, layout, bmax, rows)
-        sgd_update(params[:n_trainable], grads[:n_trainable], lrs[t])
+        optimizer_step(params[:n_trainable], grads[:n_trainable], opt_state, hyper, opt, lrs[t],
+                       step0 + t + 1)
         if blocked:
             refresh_transposed(params, ws, layout, bmax)
 

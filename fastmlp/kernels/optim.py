@@ -1,21 +1,92 @@
-"""Parameter updates. All parameters live in one flat buffer, so an update is one loop.
+"""Parameter updates. All parameters live in one flat buffer, so every optimizer is one loop.
 
-    params (P,)  every weight and bias of the network, layer by layer
-    grads  (P,)  dL/dparams, same layout
+    params (P,)     every trainable weight and bias, layer by layer
+    grads  (P,)     dL/dparams of the current batch, same layout
+    state  (S, P)   the optimizer's running buffers: none for plain SGD, the velocity for SGD with
+                    momentum, the first and second moments for Adam and AdamW
+    hyper  (6,)     float64: momentum, nesterov (0/1), weight_decay, beta1, beta2, eps
+    step            1 for the first update (Adam's bias correction counts from it)
+
+The rules are PyTorch's (torch.optim.SGD, Adam, AdamW with their default flags):
+    SGD:    g = grad + wd p;  v = mu v + g;  p -= lr (g + mu v if nesterov else v)
+            (with mu = 0 this is p -= lr g)
+    Adam:   g = grad + wd p;  m = b1 m + (1 - b1) g;  s = b2 s + (1 - b2) g^2
+            p -= lr m / (1 - b1^t) / (sqrt(s / (1 - b2^t)) + eps)
+    AdamW:  p -= lr wd p first (decoupled decay), then Adam with g = grad
+Each element is independent, so a thread owns a disjoint stretch of the buffer.
 """
+
+import math
 
 from numba import njit, prange
 
-from .config import JIT, PARALLEL_MIN_WORK
+from .config import JIT, PARALLEL_MIN_WORK, jit_pair
+
+SGD = 0
+ADAM = 1
+ADAMW = 2
+OPTIMIZERS = {"sgd": SGD, "adam": ADAM, "adamw": ADAMW}
+
+MOMENTUM, NESTEROV, WEIGHT_DECAY, BETA1, BETA2, EPS = range(6)
 
 
-@njit(parallel=True, **JIT)
-def sgd_update(params, grads, lr):
-    """params -= lr * grads, element by element (each thread owns a disjoint stretch)."""
+def state_rows(name, momentum):
+    """How many state buffers (rows of ``state``) an optimizer needs."""
+    if name == "sgd":
+        return 1 if momentum > 0 else 0
+    return 2
+
+
+def _sgd(params, grads, state, hyper, lr):
+    mu, wd = hyper[MOMENTUM], hyper[WEIGHT_DECAY]
+    nesterov = hyper[NESTEROV] != 0
     P = params.shape[0]
-    if P >= PARALLEL_MIN_WORK:
+    if mu == 0 and wd == 0:  # plain SGD: the article's rule
         for i in prange(P):
             params[i] -= lr * grads[i]
+    elif mu == 0:
+        for i in prange(P):
+            params[i] -= lr * (grads[i] + wd * params[i])
     else:
-        for i in range(P):
-            params[i] -= lr * grads[i]
+        for i in prange(P):
+            g = grads[i] + wd * params[i]
+            v = mu * state[0, i] + g
+            state[0, i] = v
+            params[i] -= lr * (g + mu * v if nesterov else v)
+
+
+def _adam(params, grads, state, hyper, lr, step, decoupled):
+    b1, b2, eps, wd = hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[WEIGHT_DECAY]
+    correction1 = 1.0 - b1 ** step
+    root_correction2 = math.sqrt(1.0 - b2 ** step)
+    for i in prange(params.shape[0]):
+        p = params[i]
+        g = grads[i]
+        if decoupled:
+            p -= lr * wd * p
+        else:
+            g += wd * p
+        m = b1 * state[0, i] + (1.0 - b1) * g
+        s = b2 * state[1, i] + (1.0 - b2) * g * g
+        state[0, i] = m
+        state[1, i] = s
+        params[i] = p - (lr / correction1) * m / (math.sqrt(s) / root_correction2 + eps)
+
+
+_sgd_mt, _sgd_1t = jit_pair(_sgd)
+_adam_mt, _adam_1t = jit_pair(_adam)
+
+
+@njit(**JIT)
+def optimizer_step(params, grads, state, hyper, opt, lr, step):
+    """Update params in place from grads with optimizer ``opt`` (see the module docstring)."""
+    parallel = params.shape[0] * 8 >= PARALLEL_MIN_WORK
+    if opt == SGD:
+        if parallel:
+            _sgd_mt(params, grads, state, hyper, lr)
+        else:
+            _sgd_1t(params, grads, state, hyper, lr)
+    elif parallel:
+        _adam_mt(params, grads, state, hyper, lr, step, opt == ADAMW)
+    else:
+        _adam_1t(params, grads, state, hyper, lr, step, opt == ADAMW)

@@ -1,0 +1,381 @@
+"""Training checkpoints: a model plus everything needed to resume training exactly. Never pickle.
+
+A checkpoint is one ``.npz`` archive, written atomically (see :mod:`fastmlp.fileio`):
+
+    header, W0.., b0..     the model, exactly as :func:`fastmlp.io.save_model` writes it
+    checkpoint             uint8 array: UTF-8 JSON {"format": "fastmlp-checkpoint", "version": 1,
+                           "epoch", "rng", "history", "fit", "arrays"}
+    state.<name>           one 1-D array of the model's dtype per entry of ``state["arrays"]``
+
+The ``state`` dict given to :func:`save_checkpoint` and returned by :func:`load_checkpoint`:
+
+    epoch    int >= 0, epochs completed
+    rng      a numpy bit generator's ``.state`` dict (a Generator or BitGenerator is accepted on
+             save); default: the model's own generator, the one ``fit`` shuffles with when it gets
+             no seed. Loading restores the model's generator from it, so ``fit`` resumes with the
+             same sample orders an uninterrupted run would have used.
+    history  dict of per-epoch lists of finite floats (or of lists of them, e.g. per-layer gradient
+             norms), e.g. {"loss": [...]}; a ``History`` is accepted on save (its list fields)
+    fit      dict of fit arguments (epochs, batch_size, lr, shuffle, seed, ...): JSON scalars; the
+             ones ``Model.fit`` knows are checked as ``fit`` checks them
+    arrays   dict name -> 1-D finite array of the model's dtype (optimizer state, e.g. momentum)
+
+Loading reads the archive without trusting it: every member's declared size is checked against the
+file before anything is allocated, then the JSON, every field's type and value, every array's name,
+shape, dtype and finiteness, before any of it is used. Any problem is a :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import re
+import struct
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FastMLPError
+from .fileio import atomic_open
+from .io import ModelFileError, load_model
+from .io import _header as _model_header
+from .model import FIT_PARAMS, History
+
+FORMAT = "fastmlp-checkpoint"
+VERSION = 1
+# The checkpoint header is read before anything is trusted; a larger one is not ours.
+MAX_HEADER_BYTES = 64 << 20
+MAX_MEMBERS = 10_000
+# Deflate cannot expand data by more than about 1032:1; a member claiming more is lying.
+MAX_DEFLATE_RATIO = 1100
+ARRAY_PREFIX = "state."
+ARRAY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}\Z")
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+STATE_KEYS = ("epoch", "rng", "history", "fit", "arrays")
+# Archive member dtypes a checkpoint may hold (the JSON headers, and float arrays).
+MEMBER_DTYPES = {np.dtype(np.uint8), np.dtype("<f4"), np.dtype(">f4"), np.dtype("<f8"), np.dtype(">f8")}
+# What reading a damaged archive can raise in zipfile, zlib, struct and numpy's .npy parser.
+_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, KeyError,
+                IndexError, TypeError, OverflowError, NotImplementedError, RuntimeError, struct.error,
+                zlib.error, SyntaxError)
+
+
+class CheckpointError(FastMLPError):
+    """A checkpoint that cannot be written or used: bad state, unreadable, corrupt, or too new."""
+
+
+# ---- saving ---------------------------------------------------------------------------------------
+
+def save_checkpoint(path, model, state: dict) -> None:
+    """Write ``model`` and the training ``state`` (see the module docstring) to ``path`` atomically.
+
+    Everything is checked as ``load_checkpoint`` will check it, so a checkpoint that was written can
+    be read back; a model with NaN or inf weights is refused.
+    """
+    if not isinstance(state, dict):
+        raise CheckpointError(f"state must be a dict, got {type(state).__name__}")
+    unknown = set(state) - set(STATE_KEYS)
+    if unknown:
+        raise CheckpointError(f"state has unknown keys {sorted(map(str, unknown))}; known: {list(STATE_KEYS)}")
+    if "epoch" not in state:
+        raise CheckpointError("state needs 'epoch', the number of epochs completed")
+    if not np.isfinite(model._params).all():
+        raise CheckpointError("refusing to save a checkpoint: the model's weights contain NaN or inf")
+    where = "state"
+    epoch = _check_epoch(where, _plain(state["epoch"]))
+    rng = _check_rng(where, _rng_state(state.get("rng", model._rng)))
+    history = state.get("history", {})
+    if isinstance(history, History):  # its per-epoch lists; scalars such as seconds are not kept
+        history = {f.name: getattr(history, f.name) for f in dataclasses.fields(history)
+                   if isinstance(getattr(history, f.name), list)}
+    history = _check_history(where, _plain(history))
+    fit = _check_fit(where, _plain(state.get("fit", {})))
+    arrays = _check_arrays(where, state.get("arrays", {}), model.dtype)
+
+    header = {"format": FORMAT, "version": VERSION, "epoch": epoch, "rng": rng, "history": history,
+              "fit": fit, "arrays": sorted(arrays)}
+    raw = json.dumps(header, allow_nan=False).encode()
+    if len(raw) > MAX_HEADER_BYTES:
+        raise CheckpointError(f"the checkpoint header would be {len(raw)} bytes (limit {MAX_HEADER_BYTES}); "
+                              f"keep the history and fit arguments smaller")
+    members = _model_arrays(model)
+    members["checkpoint"] = np.frombuffer(raw, dtype=np.uint8)
+    for name, arr in arrays.items():
+        members[ARRAY_PREFIX + name] = arr
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **members)
+
+
+def _rng_state(rng):
+    if isinstance(rng, np.random.Generator):
+        return rng.bit_generator.state
+    if isinstance(rng, np.random.BitGenerator):
+        return rng.state
+    return rng
+
+
+def _plain(value):
+    """numpy scalars and arrays inside dicts and lists -> Python ints, floats, bools and lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ---- loading --------------------------------------------------------------------------------------
+
+def load_checkpoint(path, engine="numba"):
+    """Read and check a checkpoint; return ``(model, state)``.
+
+    The model's random generator is restored from ``state["rng"]``. ``state["arrays"]`` holds new,
+    writable arrays of the model's dtype.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    members = _read_npz(path)
+    if "checkpoint" not in members:
+        what = "a model file, not a checkpoint" if "header" in members else "not a fastmlp checkpoint"
+        raise CheckpointError(f"{path}: {what} (no checkpoint header)")
+    header = _read_header(path, members.pop("checkpoint"))
+    where = f"{path}: the checkpoint's"
+    epoch = _check_epoch(where, header["epoch"])
+    rng = _check_rng(where, header["rng"])
+    history = _check_history(where, header["history"])
+    fit = _check_fit(where, header["fit"])
+    names = header["arrays"]
+    if (not isinstance(names, list) or not all(isinstance(n, str) and ARRAY_NAME.match(n) for n in names)
+            or len(set(names)) != len(names)):
+        raise CheckpointError(f"{path}: the checkpoint's 'arrays' is not a list of distinct array names")
+    stored = {key[len(ARRAY_PREFIX):] for key in members if key.startswith(ARRAY_PREFIX)}
+    if stored != set(names):
+        raise CheckpointError(f"{path}: the checkpoint lists arrays {sorted(names)}, the file holds "
+                              f"{sorted(stored)}")
+    arrays = {name: members.pop(ARRAY_PREFIX + name) for name in names}
+
+    model = _model_from_arrays(path, members, engine)  # everything left is the model's
+    arrays = _check_arrays(f"{path}: the checkpoint's", arrays, model.dtype)
+    model._rng = rng_from_state(rng)
+    state = {"epoch": epoch, "rng": rng, "history": history, "fit": fit,
+             "arrays": {name: arr.astype(model.dtype, copy=True) for name, arr in arrays.items()}}
+    return model, state
+
+
+def rng_from_state(state: dict) -> np.random.Generator:
+    """A new ``numpy.random.Generator`` in the bit generator state ``state`` (as saved)."""
+    state = _check_rng("rng", state)
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def _read_npz(path: Path) -> dict:
+    """The archive's arrays; each member's size is checked against the file before it is read."""
+    file_size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            if len(infos) > MAX_MEMBERS:
+                raise CheckpointError(f"{path}: {len(infos)} archive members; a checkpoint has far fewer")
+            members = {}
+            for info in infos:
+                name = info.filename
+                if not name.endswith(".npy") or name[:-4] in members:
+                    raise CheckpointError(f"{path}: unexpected archive member {name!r}")
+                members[name[:-4]] = _read_member(path, archive, info, file_size)
+            return members
+    except CheckpointError:
+        raise
+    except _READ_ERRORS as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _read_member(path, archive, info, file_size):
+    if info.compress_type == zipfile.ZIP_STORED:
+        limit = file_size
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        limit = info.compress_size * MAX_DEFLATE_RATIO
+    else:
+        raise CheckpointError(f"{path}: archive member {info.filename!r} uses an unsupported compression")
+    if info.file_size > limit:
+        raise CheckpointError(f"{path}: archive member {info.filename!r} claims {info.file_size} bytes, "
+                              f"more than the file can hold")
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise CheckpointError(f"{path}: archive member {info.filename!r} has .npy version {version}")
+        if dtype not in MEMBER_DTYPES:
+            raise CheckpointError(f"{path}: archive member {info.filename!r} holds {dtype}, not float or bytes")
+        n_bytes = math.prod(shape) * dtype.itemsize
+        if min(shape, default=0) < 0 or n_bytes > info.file_size:
+            raise CheckpointError(f"{path}: archive member {info.filename!r} claims shape {shape}, larger "
+                                  f"than the member")
+        data = f.read(n_bytes)
+        if len(data) != n_bytes or f.read(1):  # reading to the end makes zipfile check the CRC
+            raise CheckpointError(f"{path}: archive member {info.filename!r} does not hold exactly its "
+                                  f"array of shape {shape}")
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+    return arr.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _read_header(path, raw) -> dict:
+    if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path}: the checkpoint header is not a JSON byte string")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CheckpointError(f"{path}: the checkpoint header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fastmlp checkpoint (header format is not {FORMAT!r})")
+    version = header.get("version")
+    if not _is_int(version) or version < 1:
+        raise CheckpointError(f"{path}: the checkpoint's format version {version!r} is not valid")
+    if version > VERSION:
+        raise CheckpointError(f"{path}: written by a newer fastmlp (checkpoint format version {version}); "
+                              f"this version reads format {VERSION}. Upgrade fastmlp to load it.")
+    missing = [key for key in STATE_KEYS if key not in header]
+    if missing:
+        raise CheckpointError(f"{path}: the checkpoint header lacks {missing}")
+    return header
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not allowed")
+
+
+def _model_from_arrays(path, members, engine):
+    """The model in ``members`` (the arrays ``save_model`` writes), checked by ``load_model``.
+
+    ``fastmlp.io`` reads models only from files, so the arrays pass through a temporary file.
+    """
+    with tempfile.TemporaryDirectory(prefix="fastmlp-checkpoint-") as folder:
+        tmp = Path(folder) / "model.npz"
+        with open(tmp, "wb") as f:
+            np.savez(f, **members)
+        try:
+            return load_model(tmp, engine=engine)
+        except ModelFileError as exc:
+            raise CheckpointError(str(exc).replace(str(tmp), f"{path} (its model)")) from None
+
+
+def _model_arrays(model) -> dict:
+    """The arrays ``save_model`` writes for ``model``: its JSON header (``io._header``), then
+    W0.., b0.. (the test suite checks that they are byte for byte what ``save_model`` writes)."""
+    arrays = {"header": np.frombuffer(json.dumps(_model_header(model)).encode(), dtype=np.uint8)}
+    for i, (W, b) in enumerate(zip(model.weights, model.biases)):
+        arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+    return arrays
+
+
+# ---- checks shared by saving and loading ----------------------------------------------------------
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_epoch(where, epoch):
+    if not _is_int(epoch) or epoch < 0:
+        raise CheckpointError(f"{where} 'epoch' must be an integer >= 0 (epochs completed), got {epoch!r}")
+    return epoch
+
+
+def _check_rng(where, state):
+    """A valid numpy bit generator state, returned as plain JSON data (lists, ints, strings)."""
+    state = _plain(state)
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in BIT_GENERATORS:
+        raise CheckpointError(f"{where} 'rng' must be a numpy bit generator's state dict "
+                              f"(bit_generator one of {', '.join(BIT_GENERATORS)}), got {_short(state)}")
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = state
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
+        raise CheckpointError(f"{where} 'rng' is not a valid {name} state ({type(exc).__name__}: {exc})") from None
+    if not _identical(_plain(bit_generator.state), state):  # e.g. floats the setter would truncate
+        raise CheckpointError(f"{where} 'rng' is not a valid {name} state: its values are not "
+                              f"the generator's own")
+    return state
+
+
+def _identical(a, b):
+    """Equal, and of the same types throughout (``2.0 == 2`` and ``True == 1`` are not identical)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_identical(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_identical, a, b))
+    return a == b
+
+
+def _check_history(where, history):
+    """A dict of per-epoch lists; an entry is a finite number or a list of them (e.g. one per layer)."""
+    if not isinstance(history, dict):
+        raise CheckpointError(f"{where} 'history' must be a dict of lists of numbers, got {_short(history)}")
+    out = {}
+    for key, values in history.items():
+        if not isinstance(key, str) or not isinstance(values, list):
+            raise CheckpointError(f"{where} 'history'[{_short(key)}] must be a list of finite numbers")
+        entries = []
+        for v in values:
+            if _is_real(v):
+                entries.append(float(v))
+            elif isinstance(v, list) and all(map(_is_real, v)):
+                entries.append([float(x) for x in v])
+            else:
+                raise CheckpointError(f"{where} 'history'[{key!r}] must hold finite numbers (or lists of "
+                                      f"them, one per epoch), found {_short(v)}")
+        out[key] = entries
+    return out
+
+
+def _check_fit(where, fit):
+    if not isinstance(fit, dict) or not all(isinstance(k, str) for k in fit):
+        raise CheckpointError(f"{where} 'fit' must be a dict of fit arguments, got {_short(fit)}")
+    for key, value in fit.items():
+        if not (value is None or isinstance(value, (bool, str)) or _is_real(value)):
+            raise CheckpointError(f"{where} 'fit'[{key!r}] must be a number, string, bool or None, "
+                                  f"got {_short(value)}")
+        if key in FIT_PARAMS:
+            try:
+                FIT_PARAMS[key].check(f"{where} 'fit'[{key!r}]", value)
+            except FastMLPError as exc:
+                raise CheckpointError(str(exc)) from None
+    return dict(fit)
+
+
+def _check_arrays(where, arrays, dtype):
+    if not isinstance(arrays, dict):
+        raise CheckpointError(f"{where} 'arrays' must be a dict of named arrays, got {_short(arrays)}")
+    for name, arr in arrays.items():
+        if not isinstance(name, str) or not ARRAY_NAME.match(name):
+            raise CheckpointError(f"{where} array name {name!r} is not allowed (letters, digits, _ . -; "
+                                  f"at most 100 characters, not starting with a digit)")
+        if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype != dtype:
+            got = f"{arr.dtype}{list(arr.shape)}" if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise CheckpointError(f"{where} array {name!r} must be a 1-D array of the model's dtype "
+                                  f"{dtype}, got {got}")
+        if not np.isfinite(arr).all():
+            raise CheckpointError(f"{where} array {name!r} contains NaN or inf")
+    return dict(arrays)
+
+
+def _short(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
