@@ -1,36 +1,30 @@
-"""Shared helpers for the engine tests: run one batch through an engine without changing weights."""
+"""Shared helpers for the engine tests."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from fastmlp.kernels import network
-from fastmlp.kernels.output import LOSSES, OUTPUTS
 
+def batch_loss_and_grad(model, X, y, params=None):
+    """(mean loss, gradient) of one batch holding all of X, as the model's engine computes them.
 
-def batch_loss_and_grad(model, X, y, params=None, engine=network):
-    """(mean loss, gradient) of one batch holding all of X, computed by ``engine.train_batches``
-    (the Numba kernels by default) with learning rate 0, so nothing is updated.
-
-    ``params`` replaces the model's parameters for this evaluation (the model is not touched).
-    The gradient has the layout of ``model._params`` (all weights, then all biases).
+    Runs one full-batch ``fit`` step: its history holds the batch loss measured before the update,
+    and ``model._grads`` the batch gradient (layout of ``model._params``: all weights, then all
+    biases). The model's parameters are restored afterwards. ``params``, if given, replaces the
+    parameters for this evaluation.
     """
-    X = model._check_X(X)
-    y_int, y_float = model._check_y(y, X.shape[0])
-    n = X.shape[0]
-    p = (model._params if params is None else params).astype(model.dtype, copy=True)
-    grads = np.zeros_like(p)
-    ws = np.zeros(network.workspace_size(model._layout, n), model.dtype)
-    losses = np.zeros(1, np.float64)
-    engine.train_batches(losses, p, grads, ws, X, y_int, y_float,
-                         np.arange(n, dtype=np.int64), np.array([0, n], np.int64),
-                         np.zeros(1, model.dtype), model._layout, OUTPUTS[model.output],
-                         LOSSES[model.loss], model._n_trainable, n)
-    return float(losses[0]), grads
+    saved = model._params.copy()
+    try:
+        if params is not None:
+            model._params[...] = params
+        history = model.fit(X, y, epochs=1, batch_size=len(X), lr=1.0, shuffle=False)
+        return history.loss[0], model._grads.copy()
+    finally:
+        model._params[...] = saved
 
 
 def make_targets(rng, loss, n, k):
-    """Random targets suited to ``loss``: class labels, {0,1}-ish values in [0, 1], or reals."""
+    """Random targets suited to ``loss``: class labels, values in [0, 1], or reals."""
     if loss == "cross_entropy":
         return rng.integers(0, k, n)
     if loss == "binary_cross_entropy":

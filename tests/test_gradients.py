@@ -1,10 +1,12 @@
 """Finite-difference checks of the Numba kernels' back-propagation, in float64.
 
-The oracle is the definition of the derivative: a fourth-order central difference of the batch
-loss, (-L(p + 2h e_i) + 8 L(p + h e_i) - 8 L(p - h e_i) + L(p - 2h e_i)) / 12h, for every
-parameter p_i (truncation error O(h^4), so h can be large enough that rounding stays ~1e-12). The analytic gradient is what the
-kernels' backward pass writes into the gradient buffer. The loss value itself is checked against
-an independent NumPy formula here and against PyTorch in test_torch.py.
+The analytic gradient is the one the kernels compute in a full-batch training step (what
+``model._grads`` holds afterwards). The oracle is the definition of the derivative: a fourth-order
+central difference of the batch loss,
+    (-L(p + 2h e_i) + 8 L(p + h e_i) - 8 L(p - h e_i) + L(p - 2h e_i)) / 12h
+for every parameter p_i (truncation error O(h^4), so h can be large enough that rounding stays
+near 1e-12). The loss value itself is checked against an independent NumPy formula here and
+against PyTorch in test_torch.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import numpy as np
 import pytest
 
 from fastmlp import Model
-from fastmlp.kernels import network
 
 from conftest import batch_loss_and_grad, make_targets
 
@@ -22,12 +23,16 @@ OUTPUT_LOSS = [("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy")
                ("sigmoid", "mse"), ("identity", "mse")]
 LAYERS = [5, 4, 3, 3]
 N = 7
+# The kernels compute a batch row by row below 8 samples and in 4 x 2 tiles from 8 up: 7 takes the
+# first path, 13 the second (with a partial tile of rows, and odd widths leaving partial columns).
+BATCH_SIZES = [7, 13]
 H = 1e-4
 
 
 def _model(activation, output, loss, bias=True, seed=0):
     model = Model(LAYERS, activation=activation, output=output, loss=loss, bias=bias,
                   dtype=np.float64, seed=seed, init="xavier")
+    assert model.engine == "numba"
     rng = np.random.default_rng(seed + 100)
     if bias:  # non-zero biases, so their gradients flow through non-trivial activations
         for i in range(len(model.biases)):
@@ -35,10 +40,10 @@ def _model(activation, output, loss, bias=True, seed=0):
     return model
 
 
-def _data(output, loss, seed=0):
+def _data(output, loss, seed=0, n=N):
     rng = np.random.default_rng(seed + 200)
-    X = rng.standard_normal((N, LAYERS[0]))
-    return X, make_targets(rng, loss, N, LAYERS[-1])
+    X = rng.standard_normal((n, LAYERS[0]))
+    return X, make_targets(rng, loss, n, LAYERS[-1])
 
 
 def _numeric_grad(model, X, y, indices):
@@ -82,11 +87,12 @@ def _reference_loss(model, X, y):
     return ((p - y) ** 2).mean()
 
 
+@pytest.mark.parametrize("n", BATCH_SIZES)
 @pytest.mark.parametrize("output,loss", OUTPUT_LOSS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_gradient_matches_finite_differences(activation, output, loss):
+def test_gradient_matches_finite_differences(activation, output, loss, n):
     model = _model(activation, output, loss)
-    X, y = _data(output, loss)
+    X, y = _data(output, loss, n=n)
     value, grad = batch_loss_and_grad(model, X, y)
     assert value == pytest.approx(_reference_loss(model, X, y), rel=1e-12)
     assert np.abs(grad).max() > 1e-3  # a gradient that is all zeros would prove nothing
@@ -94,11 +100,12 @@ def test_gradient_matches_finite_differences(activation, output, loss):
     _assert_grad_close(grad[idx], _numeric_grad(model, X, y, idx))
 
 
+@pytest.mark.parametrize("n", BATCH_SIZES)
 @pytest.mark.parametrize("output,loss", OUTPUT_LOSS)
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_gradient_without_biases(activation, output, loss):
+def test_gradient_without_biases(activation, output, loss, n):
     model = _model(activation, output, loss, bias=False, seed=3)
-    X, y = _data(output, loss, seed=3)
+    X, y = _data(output, loss, seed=3, n=n)
     assert not model._params[model._n_trainable:].any()
     _, grad = batch_loss_and_grad(model, X, y)
     idx = np.arange(model._n_trainable)  # the weights: the model's only parameters
@@ -119,17 +126,18 @@ def test_gradient_mixed_activations():
     _assert_grad_close(grad, _numeric_grad(model, X, y, idx))
 
 
+@pytest.mark.parametrize("n", BATCH_SIZES)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("output,loss", [("softmax", "cross_entropy"), ("sigmoid", "mse")])
-def test_fit_step_applies_the_checked_gradient(output, loss, bias):
+def test_fit_step_applies_the_checked_gradient(output, loss, bias, n):
     """One full-batch fit step with lr moves the parameters by exactly -lr * gradient; a model
     without biases keeps them at zero."""
     model = _model("tanh", output, loss, bias=bias, seed=7)
-    X, y = _data(output, loss, seed=7)
+    X, y = _data(output, loss, seed=7, n=n)
     _, grad = batch_loss_and_grad(model, X, y)
     before = model._params.copy()
     lr = 0.25  # a power of two: before - lr * grad is exact to the last bit in both orders
-    history = model.fit(X, y, epochs=1, batch_size=N, lr=lr, shuffle=False)
+    history = model.fit(X, y, epochs=1, batch_size=n, lr=lr, shuffle=False)
     n = model._n_trainable
     np.testing.assert_array_equal(model._params[:n], before[:n] - lr * grad[:n])
     np.testing.assert_array_equal(model._params[n:], before[n:])
@@ -139,16 +147,14 @@ def test_fit_step_applies_the_checked_gradient(output, loss, bias):
                                             rel=1e-12)
 
 
-def test_batch_gradient_is_mean_of_sample_gradients():
+@pytest.mark.parametrize("n", BATCH_SIZES)
+def test_batch_gradient_is_mean_of_sample_gradients(n):
     """The batch gradient of a mean loss is the mean of the one-sample gradients (checks the 1/B
-    scaling and that samples of a batch do not leak into each other)."""
+    scaling and that samples of a batch do not leak into each other). One-sample batches take the
+    row-by-row path, so for n = 13 this also compares the two paths."""
     model = _model("sigmoid", "softmax", "cross_entropy", seed=9)
-    X, y = _data("softmax", "cross_entropy", seed=9)
+    X, y = _data("softmax", "cross_entropy", seed=9, n=n)
     _, batch = batch_loss_and_grad(model, X, y)
-    singles = np.mean([batch_loss_and_grad(model, X[i:i + 1], y[i:i + 1])[1] for i in range(N)], axis=0)
+    singles = np.mean([batch_loss_and_grad(model, X[i:i + 1], y[i:i + 1])[1] for i in range(n)], axis=0)
     np.testing.assert_allclose(batch, singles, rtol=1e-12, atol=1e-15)
 
-
-def test_helper_uses_the_numba_engine():
-    # Guard against the helper silently testing something else.
-    assert batch_loss_and_grad.__defaults__[-1] is network
