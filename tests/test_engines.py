@@ -90,9 +90,10 @@ def test_predict_proba_matches_formula():
 # ---- determinism --------------------------------------------------------------------------------
 
 def _train(model_seed, **fit_kw):
-    X, y = _data("cross_entropy", 3, n=400, seed=8)
+    # 101 batches per epoch: 100 of 8 samples (the blocked kernels) and a last one of 5 (row by row)
+    X, y = _data("cross_entropy", 3, n=805, seed=8)
     model = Model([6, 8, 5, 3], seed=model_seed)
-    history = model.fit(X, y, **{"epochs": 3, "batch_size": 4, "lr": 0.05, **fit_kw})
+    history = model.fit(X, y, **{"epochs": 3, "batch_size": 8, "lr": 0.05, **fit_kw})
     return model, history
 
 
@@ -113,7 +114,7 @@ def test_chunking_does_not_change_a_bit():
     chunked, h_chunked = _train(1, seed=7, progress=lambda *a: calls.append(a))
     epochs_seen = []
     per_epoch, h_per_epoch = _train(1, seed=7, callback=lambda e, l: epochs_seen.append((e, l)))
-    n_batches = 100
+    n_batches = 101
     assert len(calls) > 3 * 2  # several calls per epoch
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)
     ends = [c for c in calls if c[1] == n_batches]
@@ -136,6 +137,29 @@ def test_two_fit_calls_equal_one():
     h2 = twice.fit(X, y, epochs=1, batch_size=8, lr=0.05)
     assert once._params.tobytes() == twice._params.tobytes()
     assert h.loss == h1.loss + h2.loss
+
+
+def test_weights_set_between_calls_are_used():
+    """Weights written through model.weights / model.biases between calls reach the kernels (no
+    stale cached copy of them, e.g. a transposed one, is used by predict or fit)."""
+    X, y = _data("cross_entropy", 3, n=64, seed=8)
+    model = Model([6, 8, 5, 3], seed=1, dtype=np.float64)
+    model.fit(X, y, epochs=1, batch_size=16, lr=0.05)
+    model.predict_proba(X)
+    rng = np.random.default_rng(12)
+    fresh = Model([6, 8, 5, 3], seed=2, dtype=np.float64)
+    for i in range(3):
+        W, b = rng.standard_normal(model.weights[i].shape), rng.standard_normal(model.biases[i].shape)
+        model.weights[i], model.biases[i] = W, b
+        fresh.weights[i], fresh.biases[i] = W, b
+    ref = Model([6, 8, 5, 3], seed=3, dtype=np.float64, engine="numpy")
+    ref._params[...] = fresh._params
+    assert model.predict_proba(X).tobytes() == fresh.predict_proba(X).tobytes()
+    np.testing.assert_allclose(model.predict_proba(X), ref.predict_proba(X), rtol=1e-10)
+    h_model = model.fit(X, y, epochs=2, batch_size=16, lr=0.05, seed=4)
+    h_fresh = fresh.fit(X, y, epochs=2, batch_size=16, lr=0.05, seed=4)
+    assert model._params.tobytes() == fresh._params.tobytes()
+    assert h_model.loss == h_fresh.loss
 
 
 def test_callback_can_stop_training():
