@@ -30,6 +30,9 @@ from .config import JIT, PARALLEL_MIN_WORK, jit_pair
 
 # Batches at least this large take the blocked path (4-row tiles need rows to fill them).
 BLOCKED_MIN_ROWS = 8
+# The weight gradient sums over the batch; below this many rows the tiles' closing horizontal
+# additions cost more than they save, and sums of outer products (which also skip zero inputs) win.
+BLOCKED_WEIGHT_GRAD_MIN_ROWS = 128
 TILE_ROWS = 4
 
 
@@ -116,15 +119,24 @@ def _weight_grad_blocked(dW, inpT, doutT):
 
 
 def _transpose(dst, src):
-    """dst (N, M) = src (M, N).T, in 16-row stripes of src (each thread owns whole stripes)."""
+    """dst (N, M) = src (M, N).T, in 16 x 16 tiles (each thread owns whole stripes of 16 rows)."""
     M, N = src.shape
     for s in prange((M + 15) // 16):
-        for j in range(N):
-            for r in range(s * 16, min(s * 16 + 16, M)):
-                dst[j, r] = src[r, j]
+        r0, r1 = s * 16, min(s * 16 + 16, M)
+        for c0 in range(0, N, 16):
+            for c in range(c0, min(c0 + 16, N)):
+                for r in range(r0, r1):
+                    dst[c, r] = src[r, c]
+
+
+def _weight_grad_rows(dW, dout, inp):
+    """dW (I, O) = inp (B, I).T @ dout (B, O) as sums of outer products: a thread owns rows of dW."""
+    for k in prange(dW.shape[0]):
+        _weight_grad_row(dW, dout, inp, k)
 
 
 _forward_blocked_mt, _forward_blocked_1t = jit_pair(_forward_blocked)
+_weight_grad_rows_mt, _weight_grad_rows_1t = jit_pair(_weight_grad_rows)
 _input_grad_blocked_mt, _input_grad_blocked_1t = jit_pair(_input_grad_blocked)
 _weight_grad_blocked_mt, _weight_grad_blocked_1t = jit_pair(_weight_grad_blocked)
 _transpose_mt, _transpose_1t = jit_pair(_transpose)
@@ -224,17 +236,24 @@ def dense_backward(dinp, dW, db, dout, inp, W, inpT, doutT, inp_act):
             _input_grad_row(dinp, dout, W, inp, inp_act, n)
         return
     parallel = B * I * O >= PARALLEL_MIN_WORK
-    # Weight gradient: reduce over the batch along contiguous rows of the transposed copies.
-    transpose(inpT, inp)
-    transpose(doutT, dout)
-    if parallel:
-        _weight_grad_blocked_mt(dW, inpT, doutT)
+    if B >= BLOCKED_WEIGHT_GRAD_MIN_ROWS:
+        # Reduce over the batch along contiguous rows of transposed copies: the sum over B is
+        # long enough for the tiles to pay for their final horizontal additions.
+        transpose(inpT, inp)
+        transpose(doutT, dout)
+        if parallel:
+            _weight_grad_blocked_mt(dW, inpT, doutT)
+        else:
+            _weight_grad_blocked_1t(dW, inpT, doutT)
+    elif parallel:
+        _weight_grad_rows_mt(dW, dout, inp)
     else:
-        _weight_grad_blocked_1t(dW, inpT, doutT)
+        _weight_grad_rows_1t(dW, dout, inp)
     for j in range(O):
         db[j] = 0
-        for n in range(B):
-            db[j] += doutT[j, n]
+    for n in range(B):
+        for j in range(O):
+            db[j] += dout[n, j]
     if dinp.shape[0] > 0:
         if parallel:
             _input_grad_blocked_mt(dinp, dout, W, inp, inp_act)

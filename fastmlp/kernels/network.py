@@ -20,7 +20,7 @@ flat buffer, carved into views (``workspace_size`` gives its length for a larges
 from numba import njit, prange
 
 from .activations import IDENTITY
-from .config import JIT, PARALLEL_MIN_WORK
+from .config import JIT, PARALLEL_MIN_WORK, jit_pair
 from .dense import BLOCKED_MIN_ROWS, dense_backward, dense_forward, transpose
 from .optim import optimizer_step
 from .output import output_forward, output_loss_backward
@@ -108,16 +108,21 @@ def _weights(params, layout, l):
     return W, b
 
 
-@njit(parallel=True, **JIT)
+def _gather_rows(dst, src, idx):
+    for r in prange(idx.shape[0]):
+        dst[r, :] = src[idx[r], :]
+
+
+_gather_rows_mt, _gather_rows_1t = jit_pair(_gather_rows)
+
+
+@njit(**JIT)
 def gather_rows(dst, src, idx):
     """dst[r, :] = src[idx[r], :] for r < len(idx).   dst (B, D), src (N, D), idx (B,)"""
-    B, D = idx.shape[0], src.shape[1]
-    if B * D >= PARALLEL_MIN_WORK:
-        for r in prange(B):
-            dst[r, :] = src[idx[r], :]
+    if idx.shape[0] * src.shape[1] >= PARALLEL_MIN_WORK:
+        _gather_rows_mt(dst, src, idx)
     else:
-        for r in range(B):
-            dst[r, :] = src[idx[r], :]
+        _gather_rows_1t(dst, src, idx)
 
 
 @njit(**JIT)

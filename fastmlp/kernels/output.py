@@ -21,7 +21,7 @@ import math
 from numba import njit, prange
 
 from .activations import sigmoid
-from .config import JIT, PARALLEL_MIN_WORK
+from .config import JIT, PARALLEL_MIN_WORK, jit_pair
 
 # Output transforms and losses, keyed by name; the Python layer validates names against these.
 SOFTMAX = 0
@@ -59,18 +59,34 @@ def _output_row(out, n, out_code):
     return 0.0, 0.0
 
 
-@njit(parallel=True, **JIT)
-def output_forward(out, out_code):
+def _output_forward(out, out_code):
     """out (B, K): pre-activations in, outputs (probabilities for softmax/sigmoid) out, in place."""
     for n in prange(out.shape[0]):
         _output_row(out, n, out_code)
 
 
+def _output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code):
+    for n in prange(out.shape[0]):
+        _loss_row(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code, n)
+
+
+_output_forward_mt, _output_forward_1t = jit_pair(_output_forward)
+_output_loss_backward_mt, _output_loss_backward_1t = jit_pair(_output_loss_backward)
+
 # An exp costs roughly this many multiply-adds, for comparing with PARALLEL_MIN_WORK.
 EXP_COST = 32
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
+def output_forward(out, out_code):
+    """out (B, K): pre-activations in, outputs (probabilities for softmax/sigmoid) out, in place."""
+    if out.shape[0] * out.shape[1] * EXP_COST >= PARALLEL_MIN_WORK:
+        _output_forward_mt(out, out_code)
+    else:
+        _output_forward_1t(out, out_code)
+
+
+@njit(**JIT)
 def output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code):
     """Forward transform, per-sample loss, and dL/dz for a batch.
 
@@ -81,13 +97,10 @@ def output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, out_code,
     delta       (B, K)  out: dL/dz, where L is the mean loss over the batch
     sample_loss (B,)    out: each sample's loss (its mean over output units)
     """
-    B, K = out.shape
-    if B * K * EXP_COST >= PARALLEL_MIN_WORK:
-        for n in prange(B):
-            _loss_row(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code, n)
+    if out.shape[0] * out.shape[1] * EXP_COST >= PARALLEL_MIN_WORK:
+        _output_loss_backward_mt(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code)
     else:
-        for n in range(B):
-            _loss_row(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code, n)
+        _output_loss_backward_1t(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code)
 
 
 @njit(**JIT)
