@@ -11,6 +11,7 @@ value is finite, before any of it reaches a model. Any problem is a ``ModelFileE
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -60,75 +61,127 @@ def load_model(path, engine="numba"):
     from .model import Model
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
-            raise ModelFileError(f"{path}: not a fastmlp model file (a single .npy array, not an .npz archive)")
-        with archive:
-            names = set(archive.files)
-            if "header" not in names:
-                raise ModelFileError(f"{path}: not a fastmlp model file (no header)")
-            header = _read_header(path, archive["header"])
-            arrays = {name: archive[name] for name in names if name != "header"}
-    except ModelFileError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile,
-            NotImplementedError, RuntimeError) as exc:
-        raise ModelFileError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
-
+    header, arrays = read_archive(path, _expected_arrays)
     try:
         model = Model(header["layers"], activation=header["activations"], output=header["output"],
                       loss=header["loss"], init=header["init"], bias=header["bias"],
                       dtype=header["dtype"], engine=engine)
     except FastMLPError as exc:
         raise ModelFileError(f"{path}: the header describes an invalid model: {exc}") from None
-    expected = {f"{k}{i}" for i in range(len(model.layers) - 1) for k in "Wb"}
-    if set(arrays) != expected:
-        raise ModelFileError(f"{path}: expected arrays {sorted(expected)}, found {sorted(arrays)}")
     for kind, views in (("W", model._views("weights")), ("b", model._views("biases"))):
         for i, view in enumerate(views):
             arr = arrays[f"{kind}{i}"]
-            if arr.shape != view.shape or arr.dtype != model.dtype:
-                raise ModelFileError(f"{path}: array {kind}{i} is {arr.dtype}{list(arr.shape)}, the "
-                                     f"header says {model.dtype}{list(view.shape)}")
             if not np.isfinite(arr).all():
                 raise ModelFileError(f"{path}: array {kind}{i} contains NaN or inf")
             if kind == "b" and not model.bias and arr.any():
                 raise ModelFileError(f"{path}: the model has no biases, but b{i} is not zero")
-    for i, W in enumerate(model._views("weights")):
-        W[...] = arrays[f"W{i}"]
-    for i, b in enumerate(model._views("biases")):
-        if model.bias:
-            b[...] = arrays[f"b{i}"]
+            if view.flags.writeable:
+                view[...] = arr
     return model
 
 
-def _read_header(path, raw) -> dict:
+def _expected_arrays(path, header) -> dict:
+    """{name: (shape, dtype)} of the arrays a model file with this header must hold."""
+    layers, dtype = header["layers"], np.dtype(header["dtype"])
+    out = {}
+    for i, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:])):
+        out[f"W{i}"] = ((fan_in, fan_out), dtype)
+        out[f"b{i}"] = ((fan_out,), dtype)
+    return out
+
+
+def read_archive(path, expected_arrays, header_name="header", error=ModelFileError, kind="model"):
+    """Read an .npz archive of fastmlp's (JSON header + plain arrays) without trusting it.
+
+    ``expected_arrays(path, header)`` says which arrays (name -> (shape, dtype)) the checked header
+    calls for; the archive must hold exactly those. Each member's size is checked against the
+    file's size and its .npy header against the expectation before any data is read or allocated,
+    so a small damaged file can never make fastmlp allocate or compute much. Returns
+    (header, {name: array}); any problem raises ``error`` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such {kind} file")
+    file_size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {}
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise error(f"{path}: unexpected member {info.filename!r} in the archive")
+                members[info.filename[:-4]] = info
+            if header_name not in members:
+                raise error(f"{path}: not a fastmlp {kind} file (no {header_name} in the archive)")
+            raw = _read_member(path, archive, members[header_name], None, np.dtype(np.uint8),
+                               file_size, error)
+            if raw.size > MAX_HEADER_BYTES:
+                raise error(f"{path}: the header is too large to be a fastmlp header")
+            header = _read_header(path, raw, error)
+            expected = expected_arrays(path, header)
+            if set(members) != set(expected) | {header_name}:
+                found = sorted(set(members) - {header_name})
+                raise error(f"{path}: expected arrays {sorted(expected)}, found {found}")
+            arrays = {name: _read_member(path, archive, members[name], shape, dtype, file_size, error)
+                      for name, (shape, dtype) in expected.items()}
+    except FastMLPError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to parse untrusted bytes means a bad file
+        # (zip, zlib and NumPy's .npy header parser raise a wide range of types on damaged input)
+        raise error(f"{path}: not a readable {kind} file ({type(exc).__name__}: {exc})") from None
+    return header, arrays
+
+
+def _read_member(path, archive, info, shape, dtype, file_size, error):
+    """One .npy member: sizes and header checked first, then the data (a new array)."""
+    name = info.filename
+    limit = file_size if info.compress_type == zipfile.ZIP_STORED else 1100 * info.compress_size
+    if info.file_size > limit:
+        raise error(f"{path}: member {name} claims {info.file_size} bytes, more than the file can hold")
+    data = archive.read(info)  # zipfile checks the CRC
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise error(f"{path}: member {name} has an unsupported .npy version {version}")
+    if fortran or got_dtype != dtype or (shape is not None and tuple(got_shape) != tuple(shape)) \
+            or (shape is None and len(got_shape) != 1):
+        want = f"{dtype}{list(shape)}" if shape is not None else f"{dtype} 1-D"
+        raise error(f"{path}: array {name[:-4]} is {got_dtype}{list(got_shape)}"
+                    f"{' (Fortran order)' if fortran else ''}, but the header says {want}")
+    nbytes = int(np.prod(got_shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) - stream.tell() != nbytes:
+        raise error(f"{path}: array {name[:-4]} should hold {nbytes} bytes of data, found "
+                    f"{len(data) - stream.tell()}")
+    return np.frombuffer(data, dtype=dtype, offset=stream.tell()).reshape(got_shape).copy()
+
+
+def _read_header(path, raw, error=ModelFileError) -> dict:
     if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_HEADER_BYTES:
-        raise ModelFileError(f"{path}: the header is not a JSON byte string")
+        raise error(f"{path}: the header is not a JSON byte string")
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: the header is not valid JSON ({exc})") from None
+        raise error(f"{path}: the header is not valid JSON ({exc})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a fastmlp model file (header format is not {FORMAT!r})")
+        raise error(f"{path}: not a fastmlp model file (header format is not {FORMAT!r})")
     version = header.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ModelFileError(f"{path}: the header's format version {version!r} is not valid")
+        raise error(f"{path}: the header's format version {version!r} is not valid")
     if version > VERSION:
-        raise ModelFileError(f"{path}: written by a newer fastmlp (model format version {version}); "
-                             f"this version reads format {VERSION}. Upgrade fastmlp to load it.")
+        raise error(f"{path}: written by a newer fastmlp (model format version {version}); "
+                    f"this version reads format {VERSION}. Upgrade fastmlp to load it.")
     required = {"layers": list, "activations": list, "output": str, "loss": str, "bias": bool,
                 "init": str, "dtype": str}
     for key, kind in required.items():
         if not isinstance(header.get(key), kind):
-            raise ModelFileError(f"{path}: the header's {key!r} is missing or not a {kind.__name__}")
+            raise error(f"{path}: the header's {key!r} is missing or not a {kind.__name__}")
     if header["dtype"] not in ("float32", "float64"):
-        raise ModelFileError(f"{path}: the header's dtype {header['dtype']!r} is not float32 or float64")
+        raise error(f"{path}: the header's dtype {header['dtype']!r} is not float32 or float64")
     layers = header["layers"]
     if len(layers) > 1000 or any(not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= 1 << 20
                                  for s in layers) or sum(a * b for a, b in zip(layers, layers[1:])) > 1 << 31:
-        raise ModelFileError(f"{path}: the header's layer sizes are not a plausible model")
+        raise error(f"{path}: the header's layer sizes are not a plausible model")
     return header
