@@ -16,7 +16,7 @@ import numpy as np
 
 from . import __version__, xor
 from .errors import FastMLPError
-from .model import ENGINES, Model, TrainingDiverged
+from .model import ENGINES, History, Model, TrainingDiverged
 
 TASKS = ("xor", "mnist", "fashion-mnist")
 IMAGE_TASKS = ("mnist", "fashion-mnist")
@@ -90,9 +90,22 @@ threads_option = click.option("--threads", type=int, default=None,
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="folder holding the IDX files (also $FASTMLP_DATA_DIR)")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="save the trained model here (.npz)")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True)
+@click.option("--momentum", type=float, default=0.0, show_default=True, help="SGD momentum, in [0, 1)")
+@click.option("--nesterov", is_flag=True, help="Nesterov momentum (with --momentum > 0)")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True,
+              help="L2 penalty (sgd, adam) or decoupled decay (adamw)")
+@click.option("--schedule", type=click.Choice(["constant", "step", "cosine", "plateau"]), default="constant",
+              show_default=True, help="learning-rate schedule over the epochs")
+@click.option("--validation-split", type=float, default=0.0, show_default=True,
+              help="hold out this fraction of the training set; its loss is printed each epoch")
+@click.option("--patience", type=int, default=None,
+              help="early stopping: epochs without validation improvement (needs --validation-split)")
+@click.option("--grad-norms", is_flag=True, help="print each layer's gradient norm every epoch")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON on stdout")
 @click.option("--progress/--no-progress", default=None, help="progress bar [default: when stderr is a terminal]")
-def train(task, epochs, lr, hidden, batch_size, seed, engine, threads, data_dir, out, as_json, progress):
+def train(task, epochs, lr, hidden, batch_size, seed, engine, threads, data_dir, out, as_json, progress,
+          **fit_options):
     """Train a network. With no options: the seed article's XOR program.
 
     \b
@@ -104,9 +117,17 @@ def train(task, epochs, lr, hidden, batch_size, seed, engine, threads, data_dir,
         if batch_size is not None or data_dir is not None:
             raise FastMLPError("--batch-size and --data-dir do not apply to --task xor (it trains on "
                                "the four XOR rows, full batch)")
+        if fit_options != _FIT_DEFAULTS:
+            raise FastMLPError("--task xor runs the article's plain gradient descent: the optimizer, "
+                               "schedule and validation options apply to the image tasks")
         _train_xor(epochs, lr, hidden, seed, engine, out, as_json)
     else:
-        _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, out, as_json, progress)
+        _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, out, as_json, progress,
+                      fit_options)
+
+
+_FIT_DEFAULTS = dict(optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0, schedule="constant",
+                     validation_split=0.0, patience=None, grad_norms=False)
 
 
 def _xor_settings(epochs, lr, hidden, seed):
@@ -202,7 +223,8 @@ class _Progress:
             sys.stderr.write("\r\033[K")
 
 
-def _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, out, as_json, progress):
+def _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, out, as_json, progress,
+                  fit_options):
     d = IMAGE_DEFAULTS
     epochs = d["epochs"] if epochs is None else epochs
     lr = d["lr"] if lr is None else lr
@@ -219,18 +241,31 @@ def _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, 
     epochs_log = []
     last = [time.perf_counter()]
 
+    options = dict(fit_options)
+    options["track_grad_norms"] = options.pop("grad_norms")
+    live = History()  # filled by fit; after_epoch reads the validation loss and gradient norms
+
     def after_epoch(epoch, loss):
         accuracy = model.score(X_test, y_test)
         now = time.perf_counter()
-        epochs_log.append(dict(epoch=epoch + 1, train_loss=loss, test_accuracy=accuracy, seconds=now - last[0]))
-        say(f"epoch {epoch + 1:3d}/{epochs}: train loss {loss:.4f}  test accuracy {accuracy:.4f}  "
-            f"({now - last[0]:.2f} s)")
+        entry = dict(epoch=epoch + 1, train_loss=loss, test_accuracy=accuracy, seconds=now - last[0])
+        line = f"epoch {epoch + 1:3d}/{epochs}: train loss {loss:.4f}"
+        if live.val_loss:
+            entry["val_loss"] = live.val_loss[-1]
+            line += f"  val loss {live.val_loss[-1]:.4f}"
+        line += f"  test accuracy {accuracy:.4f}  lr {live.lr[-1]:.4g}  ({now - last[0]:.2f} s)"
+        if live.grad_norms:
+            entry["grad_norms"] = live.grad_norms[-1]
+            line += "  grad norms " + " ".join(f"{g:.2e}" for g in live.grad_norms[-1])
+        epochs_log.append(entry)
+        say(line)
         last[0] = time.perf_counter()
 
     show = sys.stderr.isatty() if progress is None else progress
     try:
         history = model.fit(X_train, y_train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                            callback=after_epoch, progress=_Progress(epochs) if show else None)
+                            callback=after_epoch, progress=_Progress(epochs) if show else None,
+                            history=live, **options)
     except TrainingDiverged as exc:
         raise click.ClickException(str(exc)) from None
     accuracy = epochs_log[-1]["test_accuracy"]

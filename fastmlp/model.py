@@ -440,7 +440,7 @@ class Model:
             optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0, beta1=0.9,
             beta2=0.999, eps=1e-8, schedule="constant", step_size=10, gamma=0.1, min_lr=0.0,
             plateau_patience=2, validation_split=0.0, patience=None, track_grad_norms=False,
-            callback=None, progress=None) -> History:
+            callback=None, progress=None, history=None) -> History:
         """Train on X (n, n_inputs) and y; return the History.
 
         Each epoch visits every training sample once, in a fresh random order when ``shuffle`` is
@@ -458,6 +458,7 @@ class Model:
         track_grad_norms  record each layer's weight-gradient norm every epoch.
         callback(epoch, loss) runs after each epoch and may return True to stop.
         progress(epoch, batches_done, n_batches, running_loss) runs several times per epoch.
+        history         an empty History to fill as training goes (a callback can read it).
         """
         settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle, seed=seed,
                         optimizer=optimizer, momentum=momentum, nesterov=nesterov,
@@ -475,7 +476,7 @@ class Model:
         rng = np.random.default_rng(seed) if seed is not None else self._rng
         train_rows, val_rows = self._split(X.shape[0], validation_split, rng)
         run = _Run(self, X, y_int, y_float, train_rows, settings, rng)
-        history = History()
+        history = History() if history is None else history
         start = time.perf_counter()
         best = (np.inf, None, None)  # (validation loss, epoch, weights)
         per_epoch_work = callback or progress or val_rows is not None or track_grad_norms \
