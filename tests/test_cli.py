@@ -1,0 +1,153 @@
+"""The `fastmlp` command, run as a user runs it.
+
+The XOR expectations are the printed output of the seed article's own NumPy program (inlined in
+test_engines.py as an oracle), not fastmlp's output copied back.
+"""
+
+import gzip
+import json
+import subprocess
+import sys
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastmlp import Model, datasets
+from fastmlp.cli import main
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+# What the article's program prints (its NumPy run, np.random.seed(42)).
+ARTICLE_LINES = [
+    "Epoch 0: Loss = 0.2832",
+    "Epoch 2000: Loss = 0.0063",
+    "Epoch 4000: Loss = 0.0021",
+    "Epoch 6000: Loss = 0.0011",
+    "Epoch 8000: Loss = 0.0008",
+    "[[0.03]",
+    " [0.98]",
+    " [0.98]",
+    " [0.02]]",
+]
+
+
+def run(*args):
+    """The installed console script in a fresh process, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "fastmlp.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_train_xor_prints_the_articles_output():
+    result = run("train", "--task", "xor")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:len(ARTICLE_LINES)] == ARTICLE_LINES
+    assert lines[len(ARTICLE_LINES)].startswith("Trained 10,000 epochs in ")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_train_xor_json_and_options(engine):
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", "--task", "xor", "--engine", engine, "--hidden", "8",
+                                  "--epochs", "3000", "--lr", "1.0", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["hidden"] == 8 and out["epochs"] == 3000 and out["engine"] == engine
+    assert out["final_loss"] < out["loss"][0]
+    assert out["compile_seconds"] >= 0 and out["train_seconds"] > 0
+
+
+def test_compare_runs_both_engines_and_they_agree():
+    result = CliRunner().invoke(main, ["compare", "--task", "xor", "--epochs", "2000"])
+    assert result.exit_code == 0, result.output
+    assert "numpy:" in result.output and "numba:" in result.output
+    assert "predictions agree" in result.output and "speed-up" in result.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--task", "xor", "--lr", "-1"], "--lr must be a positive number"),
+    (["train", "--task", "xor", "--epochs", "0"], "--epochs must be at least 1"),
+    (["train", "--task", "xor", "--hidden", "4,x"], "--hidden takes layer sizes"),
+    (["train", "--task", "xor", "--hidden", "4,4"], "single size"),
+    (["train", "--task", "xor", "--threads", "0"], "--threads must be between"),
+    (["train", "--task", "xor", "--batch-size", "2"], "do not apply to --task xor"),
+    (["train", "--task", "xor", "--momentum", "0.9"], "apply to the image tasks"),
+    (["train", "--task", "fashion-mnist", "--momentum", "1.5", "--epochs", "1"], "momentum must be < 1.0"),
+    (["evaluate", "does-not-exist.npz", "--task", "mnist"], "no such model file"),
+])
+def test_bad_options_end_in_one_clear_line(args, message):
+    result = run(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_without_network_is_a_clear_error(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(datasets, "_urlopen", offline)
+    monkeypatch.setattr(datasets, "PROJECT_DATA_ROOT", tmp_path / "project")
+    monkeypatch.setattr(datasets, "SYSTEM_DATA_ROOT", tmp_path / "system")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FASTMLP_DATA_DIR", raising=False)
+    result = CliRunner().invoke(main, ["train", "--task", "mnist", "--data-dir", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert "train-images-idx3-ubyte.gz" in result.output
+    assert str(tmp_path / "empty") in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_fashion_mnist_one_epoch_with_the_defaults(tmp_path):
+    """The full command, one epoch, the seed network and default options: >= 83 % test accuracy."""
+    out = tmp_path / "fm.npz"
+    result = run("train", "--task", "fashion-mnist", "--epochs", "1", "--json", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["layers"] == [784, 128, 64, 10]
+    assert report["test_accuracy"] >= 0.83
+    assert "epoch   1/1" in result.stderr
+
+    # evaluate and predict the saved model: the same accuracy, from files alone
+    evaluated = run("evaluate", str(out), "--task", "fashion-mnist")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"{report['test_accuracy']:.4f}" in evaluated.stdout
+
+    X_train, y_train, X_test, y_test = datasets.load_fashion_mnist(download=False)
+    np.save(tmp_path / "few.npy", X_test[:50])
+    predicted = run("predict", str(out), str(tmp_path / "few.npy"))
+    assert predicted.returncode == 0, predicted.stderr
+    classes = [int(v) for v in predicted.stdout.split()]
+    assert classes == Model.load(out).predict(X_test[:50]).tolist()
+
+
+def test_mnist_test_set_first_8000_train_last_2000_score():
+    """On the real MNIST test digits: train on the first 8,000, at least 94 % on the last 2,000."""
+    X, y = datasets.load_idx_pair(SHARED_MNIST / "t10k-images-idx3-ubyte.gz",
+                                  SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")
+    model = Model([784, 128, 64, 10], seed=0)
+    model.fit(X[:8000], y[:8000], epochs=10, batch_size=32, lr=0.1, seed=0)
+    assert model.score(X[8000:], y[8000:]) >= 0.94
+
+
+def test_predict_reads_idx_images(tmp_path):
+    with gzip.open(SHARED_MNIST / "t10k-images-idx3-ubyte.gz") as f:
+        raw = f.read()
+    (tmp_path / "imgs.idx3-ubyte").write_bytes(raw[:16 + 784 * 5].replace(b"\x00\x00\x27\x10", b"\x00\x00\x00\x05", 1))
+    model = Model([784, 16, 10], seed=0)
+    model.save(tmp_path / "m.npz")
+    result = run("predict", str(tmp_path / "m.npz"), str(tmp_path / "imgs.idx3-ubyte"))
+    assert result.returncode == 0, result.stderr
+    X = datasets.read_idx(tmp_path / "imgs.idx3-ubyte").reshape(5, -1).astype(np.float32) / 255
+    assert [int(v) for v in result.stdout.split()] == model.predict(X).tolist()
+
+
+def test_version_and_help():
+    assert run("--version").stdout.startswith("fastmlp, version")
+    for command in ("train", "compare", "evaluate", "predict", "bench"):
+        result = run(command, "--help")
+        assert result.returncode == 0 and "Usage:" in result.stdout
