@@ -20,9 +20,10 @@ The ``state`` dict given to :func:`save_checkpoint` and returned by :func:`load_
              ones ``Model.fit`` knows are checked as ``fit`` checks them
     arrays   dict name -> 1-D finite array of the model's dtype (optimizer state, e.g. momentum)
 
-Loading reads the archive without trusting it: every member's declared size is checked against the
-file before anything is allocated, then the JSON, every field's type and value, every array's name,
-shape, dtype and finiteness, before any of it is used. Any problem is a :class:`CheckpointError`.
+Loading reads the archive without trusting it (with :func:`fastmlp.io.read_archive`: every member's
+size and .npy header are checked before its data is read), then checks the JSON, every field's type
+and value, every array's name, shape, dtype and finiteness, before any of it is used. Any problem is
+a :class:`CheckpointError`.
 """
 
 from __future__ import annotations
@@ -30,19 +31,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import re
-import struct
 import tempfile
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import FastMLPError
 from .fileio import atomic_open
-from .io import ModelFileError, load_model
+from .io import ModelFileError, load_model, read_archive
+from .io import _expected_arrays as _expected_model_arrays
 from .io import _header as _model_header
 from .model import FIT_PARAMS, History
 
@@ -50,19 +49,10 @@ FORMAT = "fastmlp-checkpoint"
 VERSION = 1
 # The checkpoint header is read before anything is trusted; a larger one is not ours.
 MAX_HEADER_BYTES = 64 << 20
-MAX_MEMBERS = 10_000
-# Deflate cannot expand data by more than about 1032:1; a member claiming more is lying.
-MAX_DEFLATE_RATIO = 1100
 ARRAY_PREFIX = "state."
 ARRAY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}\Z")
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 STATE_KEYS = ("epoch", "rng", "history", "fit", "arrays")
-# Archive member dtypes a checkpoint may hold (the JSON headers, and float arrays).
-MEMBER_DTYPES = {np.dtype(np.uint8), np.dtype("<f4"), np.dtype(">f4"), np.dtype("<f8"), np.dtype(">f8")}
-# What reading a damaged archive can raise in zipfile, zlib, struct and numpy's .npy parser.
-_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, KeyError,
-                IndexError, TypeError, OverflowError, NotImplementedError, RuntimeError, struct.error,
-                zlib.error, SyntaxError)
 
 
 class CheckpointError(FastMLPError):
@@ -139,19 +129,14 @@ def load_checkpoint(path, engine="numba"):
     writable arrays of the model's dtype.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    members = _read_npz(path)
-    if "checkpoint" not in members:
-        what = "a model file, not a checkpoint" if "header" in members else "not a fastmlp checkpoint"
-        raise CheckpointError(f"{path}: {what} (no checkpoint header)")
-    header = _read_header(path, members.pop("checkpoint"))
+    header, members = read_archive(path, _expected_members, error=CheckpointError, kind="checkpoint")
+    checkpoint = _read_header(path, members.pop("checkpoint"))
     where = f"{path}: the checkpoint's"
-    epoch = _check_epoch(where, header["epoch"])
-    rng = _check_rng(where, header["rng"])
-    history = _check_history(where, header["history"])
-    fit = _check_fit(where, header["fit"])
-    names = header["arrays"]
+    epoch = _check_epoch(where, checkpoint["epoch"])
+    rng = _check_rng(where, checkpoint["rng"])
+    history = _check_history(where, checkpoint["history"])
+    fit = _check_fit(where, checkpoint["fit"])
+    names = checkpoint["arrays"]
     if (not isinstance(names, list) or not all(isinstance(n, str) and ARRAY_NAME.match(n) for n in names)
             or len(set(names)) != len(names)):
         raise CheckpointError(f"{path}: the checkpoint's 'arrays' is not a list of distinct array names")
@@ -159,13 +144,11 @@ def load_checkpoint(path, engine="numba"):
     if stored != set(names):
         raise CheckpointError(f"{path}: the checkpoint lists arrays {sorted(names)}, the file holds "
                               f"{sorted(stored)}")
-    arrays = {name: members.pop(ARRAY_PREFIX + name) for name in names}
-
-    model = _model_from_arrays(path, members, engine)  # everything left is the model's
-    arrays = _check_arrays(f"{path}: the checkpoint's", arrays, model.dtype)
+    arrays = _check_arrays(where, {name: members.pop(ARRAY_PREFIX + name) for name in names},
+                           np.dtype(header["dtype"]))
+    model = _model_from_arrays(path, header, members, engine)  # everything left is the model's
     model._rng = rng_from_state(rng)
-    state = {"epoch": epoch, "rng": rng, "history": history, "fit": fit,
-             "arrays": {name: arr.astype(model.dtype, copy=True) for name, arr in arrays.items()}}
+    state = {"epoch": epoch, "rng": rng, "history": history, "fit": fit, "arrays": arrays}
     return model, state
 
 
@@ -177,57 +160,24 @@ def rng_from_state(state: dict) -> np.random.Generator:
     return np.random.Generator(bit_generator)
 
 
-def _read_npz(path: Path) -> dict:
-    """The archive's arrays; each member's size is checked against the file before it is read."""
-    file_size = path.stat().st_size
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-            if len(infos) > MAX_MEMBERS:
-                raise CheckpointError(f"{path}: {len(infos)} archive members; a checkpoint has far fewer")
-            members = {}
-            for info in infos:
-                name = info.filename
-                if not name.endswith(".npy") or name[:-4] in members:
-                    raise CheckpointError(f"{path}: unexpected archive member {name!r}")
-                members[name[:-4]] = _read_member(path, archive, info, file_size)
-            return members
-    except CheckpointError:
-        raise
-    except _READ_ERRORS as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-
-
-def _read_member(path, archive, info, file_size):
-    if info.compress_type == zipfile.ZIP_STORED:
-        limit = file_size
-    elif info.compress_type == zipfile.ZIP_DEFLATED:
-        limit = info.compress_size * MAX_DEFLATE_RATIO
-    else:
-        raise CheckpointError(f"{path}: archive member {info.filename!r} uses an unsupported compression")
-    if info.file_size > limit:
-        raise CheckpointError(f"{path}: archive member {info.filename!r} claims {info.file_size} bytes, "
-                              f"more than the file can hold")
-    with archive.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise CheckpointError(f"{path}: archive member {info.filename!r} has .npy version {version}")
-        if dtype not in MEMBER_DTYPES:
-            raise CheckpointError(f"{path}: archive member {info.filename!r} holds {dtype}, not float or bytes")
-        n_bytes = math.prod(shape) * dtype.itemsize
-        if min(shape, default=0) < 0 or n_bytes > info.file_size:
-            raise CheckpointError(f"{path}: archive member {info.filename!r} claims shape {shape}, larger "
-                                  f"than the member")
-        data = f.read(n_bytes)
-        if len(data) != n_bytes or f.read(1):  # reading to the end makes zipfile check the CRC
-            raise CheckpointError(f"{path}: archive member {info.filename!r} does not hold exactly its "
-                                  f"array of shape {shape}")
-    arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
-    return arr.astype(dtype.newbyteorder("="), copy=False)
+def _expected_members(path, header) -> dict:
+    """{name: (shape or None for any 1-D, dtype)} of the members a checkpoint whose model header is
+    ``header`` must hold: the model's arrays, the checkpoint header, and its ``state.*`` arrays
+    (their names are the archive's, checked here and against the checkpoint header later)."""
+    expected = _expected_model_arrays(path, header)
+    with zipfile.ZipFile(path) as archive:
+        names = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
+    if len(set(names)) != len(names):
+        raise CheckpointError(f"{path}: the archive holds two members of the same name")
+    if "checkpoint" not in names:
+        raise CheckpointError(f"{path}: a model file, not a checkpoint (no checkpoint header)")
+    expected["checkpoint"] = (None, np.dtype(np.uint8))
+    for name in names:
+        if name.startswith(ARRAY_PREFIX):
+            if not ARRAY_NAME.match(name[len(ARRAY_PREFIX):]):
+                raise CheckpointError(f"{path}: the archive member {_short(name)} is not a valid array name")
+            expected[name] = (None, np.dtype(header["dtype"]))
+    return expected
 
 
 def _read_header(path, raw) -> dict:
@@ -255,11 +205,13 @@ def _no_constant(name):
     raise ValueError(f"{name} is not allowed")
 
 
-def _model_from_arrays(path, members, engine):
-    """The model in ``members`` (the arrays ``save_model`` writes), checked by ``load_model``.
+def _model_from_arrays(path, header, arrays, engine):
+    """A Model from its checked ``header`` and ``arrays`` (W0.., b0..), built by ``load_model``.
 
-    ``fastmlp.io`` reads models only from files, so the arrays pass through a temporary file.
+    ``fastmlp.io`` builds models only from files, so they pass through a temporary file (until io
+    offers the step after ``read_archive`` as a function of its own).
     """
+    members = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays}
     with tempfile.TemporaryDirectory(prefix="fastmlp-checkpoint-") as folder:
         tmp = Path(folder) / "model.npz"
         with open(tmp, "wb") as f:
@@ -286,11 +238,17 @@ def _is_int(value):
 
 
 def _is_real(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """An int or float (not a bool) that is a finite float (a huge int is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _check_epoch(where, epoch):
-    if not _is_int(epoch) or epoch < 0:
+    if not _is_int(epoch) or not 0 <= epoch < 2 ** 63:
         raise CheckpointError(f"{where} 'epoch' must be an integer >= 0 (epochs completed), got {epoch!r}")
     return epoch
 
@@ -357,6 +315,8 @@ def _check_fit(where, fit):
                 FIT_PARAMS[key].check(f"{where} 'fit'[{key!r}]", value)
             except FastMLPError as exc:
                 raise CheckpointError(str(exc)) from None
+            except (TypeError, OverflowError):  # validation's Real rejects huge ints this way
+                raise CheckpointError(f"{where} 'fit'[{key!r}] is out of range: {_short(value)}") from None
     return dict(fit)
 
 

@@ -140,8 +140,9 @@ class History:
 class _Run:
     """The state of one ``fit`` call: its data, schedule, optimizer buffers and workspace."""
 
-    def __init__(self, model, X, y_int, y_float, rows, settings, rng):
+    def __init__(self, model, X, y_int, y_float, weights, rows, settings, rng):
         self.model, self.X, self.y_int, self.y_float, self.rows = model, X, y_int, y_float, rows
+        self.weights = weights
         self.s, self.rng = settings, rng
         n = len(rows)
         self.bmax = min(settings["batch_size"], n)
@@ -202,7 +203,8 @@ class _Run:
         m = self.model
         saved = (m._params.copy(), self.opt_state.copy())
         ENGINES[m.engine].train_batches(
-            losses, m._params, m._grads, self.ws, self.X, self.y_int, self.y_float, order, bounds,
+            losses, m._params, m._grads, self.ws, self.X, self.y_int, self.y_float, self.weights,
+            order, bounds,
             lrs, m._layout, OUTPUTS[m.output], LOSSES[m.loss], m._n_trainable, self.bmax,
             self.opt, self.opt_state, self.hyper, self.step)
         self.step += len(lrs)
@@ -440,7 +442,8 @@ class Model:
             optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0, beta1=0.9,
             beta2=0.999, eps=1e-8, schedule="constant", step_size=10, gamma=0.1, min_lr=0.0,
             plateau_patience=2, validation_split=0.0, patience=None, track_grad_norms=False,
-            callback=None, progress=None, history=None) -> History:
+            sample_weight=None, class_weight=None, callback=None, progress=None,
+            history=None) -> History:
         """Train on X (n, n_inputs) and y; return the History.
 
         Each epoch visits every training sample once, in a fresh random order when ``shuffle`` is
@@ -456,6 +459,8 @@ class Model:
                         their loss after every epoch; with ``patience``, stop when it has not
                         improved for that many epochs and restore the best epoch's weights.
         track_grad_norms  record each layer's weight-gradient norm every epoch.
+        sample_weight   (n,) non-negative weights: each batch's loss is sum(w l) / sum(w).
+        class_weight    (n_classes,) weights by label (softmax), multiplied into sample_weight.
         callback(epoch, loss) runs after each epoch and may return True to stop.
         progress(epoch, batches_done, n_batches, running_loss) runs several times per epoch.
         history         an empty History to fill as training goes (a callback can read it).
@@ -473,9 +478,10 @@ class Model:
             raise FastMLPError("early stopping (patience) needs a validation_split > 0")
         X = self._check_X(X)
         y_int, y_float = self._check_y(y, X.shape[0])
+        weights = self._check_weights(sample_weight, class_weight, y_int, X.shape[0])
         rng = np.random.default_rng(seed) if seed is not None else self._rng
         train_rows, val_rows = self._split(X.shape[0], validation_split, rng)
-        run = _Run(self, X, y_int, y_float, train_rows, settings, rng)
+        run = _Run(self, X, y_int, y_float, weights, train_rows, settings, rng)
         history = History() if history is None else history
         start = time.perf_counter()
         best = (np.inf, None, None)  # (validation loss, epoch, weights)
@@ -510,6 +516,27 @@ class Model:
             history.best_epoch = best[1]
         history.seconds = time.perf_counter() - start
         return history
+
+    def _check_weights(self, sample_weight, class_weight, y_int, n):
+        """Per-sample loss weights in the model's dtype, or an empty array for none."""
+        if sample_weight is None and class_weight is None:
+            return np.zeros(0, self.dtype)
+        w = np.ones(n, np.float64)
+        if sample_weight is not None:
+            sw = check_targets(sample_weight, n, 1, np.float64, name="sample_weight")[:, 0]
+            if (sw < 0).any():
+                raise FastMLPError("sample_weight must be non-negative")
+            w *= sw
+        if class_weight is not None:
+            if self.loss != "cross_entropy":
+                raise FastMLPError("class_weight needs a softmax output (class labels); use sample_weight")
+            cw = check_targets(class_weight, self.n_outputs, 1, np.float64, name="class_weight")[:, 0]
+            if (cw < 0).any():
+                raise FastMLPError("class_weight must be non-negative")
+            w *= cw[y_int]
+        if not w.sum() > 0:
+            raise FastMLPError("the sample/class weights are all zero: nothing to learn from")
+        return w.astype(self.dtype)
 
     @staticmethod
     def _split(n, fraction, rng):

@@ -63,25 +63,25 @@ def _output(z, out_code):
     return z
 
 
-def _loss_and_delta(z, y_int, y_float, out_code, loss_code):
-    """Mean loss over the batch, and dL/dz."""
+def _loss_and_delta(z, y_int, y_float, w, out_code, loss_code):
+    """Weighted mean loss over the batch, sum(w_n loss_n) / sum(w_n), and dL/dz."""
     B, K = z.shape
     p = _output(z, out_code)
     if loss_code == CROSS_ENTROPY:
         m = z.max(axis=1)
-        log_s = np.log(np.exp(z - m[:, None]).sum(axis=1))
-        loss = np.mean(log_s + m - z[np.arange(B), y_int])
+        per_sample = np.log(np.exp(z - m[:, None]).sum(axis=1)) + m - z[np.arange(B), y_int]
         delta = p.copy()
         delta[np.arange(B), y_int] -= 1
-        return loss, delta / B
-    if loss_code == BINARY_CROSS_ENTROPY:
-        loss = np.mean(np.maximum(z, 0) - z * y_float + np.log1p(np.exp(-np.abs(z))))
-        return loss, (p - y_float) / (B * K)
-    err = p - y_float
-    delta = 2 * err / (B * K)
-    if out_code == OUT_SIGMOID:
-        delta = delta * p * (1 - p)
-    return np.mean(err * err), delta
+    elif loss_code == BINARY_CROSS_ENTROPY:
+        per_sample = np.mean(np.maximum(z, 0) - z * y_float + np.log1p(np.exp(-np.abs(z))), axis=1)
+        delta = (p - y_float) / K
+    else:
+        err = p - y_float
+        per_sample = np.mean(err * err, axis=1)
+        delta = 2 * err / K
+        if out_code == OUT_SIGMOID:
+            delta = delta * p * (1 - p)
+    return (w @ per_sample) / w.sum(), delta * (w / w.sum())[:, None]
 
 
 def _optimizer_step(params, grads, state, hyper, opt, lr, step):
@@ -105,7 +105,7 @@ def _optimizer_step(params, grads, state, hyper, opt, lr, step):
     params -= (lr / (1 - b1 ** step)) * state[0] / denom
 
 
-def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bounds, lrs,
+def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
                   layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0):
     """Mini-batch training; the arguments are those of ``kernels.network.train_batches``."""
     layers = _layers(params, layout)
@@ -113,8 +113,9 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bou
     for t in range(len(bounds) - 1):
         idx = order[bounds[t]:bounds[t + 1]]
         acts = _forward(params, X[idx], layout)
+        w = weights[idx] if len(weights) else np.ones(len(idx), dtype=acts[-1].dtype)
         loss, delta = _loss_and_delta(acts[-1], y_int[idx] if len(y_int) else y_int,
-                                      y_float[idx] if len(y_float) else y_float, out_code, loss_code)
+                                      y_float[idx] if len(y_float) else y_float, w, out_code, loss_code)
         batch_losses[t] = loss
         for l in range(len(layers) - 1, -1, -1):
             (W, _), (dW, db) = layers[l], grad_layers[l]

@@ -158,7 +158,7 @@ def backward_layers(grads, params, ws, layout, bmax, rows):
 
 
 @njit(**JIT)
-def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bounds, lrs,
+def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
                   layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0):
     """Mini-batch training over a sequence of batches, all in one compiled call.
 
@@ -168,6 +168,7 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bou
     ws                   workspace, ``workspace_size(layout, bmax)`` long
     X            (N, I0) inputs
     y_int        (N,)    integer labels (softmax + cross_entropy); y_float (N, K) otherwise
+    weights      (N,)    sample weights (the loss is their weighted mean), or empty
     order        (M,)    sample indices; batch t is order[bounds[t]:bounds[t + 1]]
     bounds       (T + 1,)
     lrs          (T,)    learning rate of each step
@@ -187,11 +188,8 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, order, bou
         K = z.shape[1]
         delta = _delta(ws, layout, bmax, 0, rows, K)
         sample_loss = _sample_loss(ws, layout, bmax, rows)
-        output_loss_backward(delta, sample_loss, z, idx, y_int, y_float, out_code, loss_code)
-        total = 0.0
-        for n in range(rows):
-            total += sample_loss[n]
-        batch_losses[t] = total / rows
+        batch_losses[t] = output_loss_backward(delta, sample_loss, z, idx, y_int, y_float, weights,
+                                               out_code, loss_code)
         backward_layers(grads, params, ws, layout, bmax, rows)
         optimizer_step(params[:n_trainable], grads[:n_trainable], opt_state, hyper, opt, lrs[t],
                        step0 + t + 1)

@@ -65,9 +65,10 @@ def _output_forward(out, out_code):
         _output_row(out, n, out_code)
 
 
-def _output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code):
+def _output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, weights, denom, out_code,
+                          loss_code):
     for n in prange(out.shape[0]):
-        _loss_row(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code, n)
+        _loss_row(delta, sample_loss, out, idx, y_int, y_float, weights, denom, out_code, loss_code, n)
 
 
 _output_forward_mt, _output_forward_1t = jit_pair(_output_forward)
@@ -87,35 +88,53 @@ def output_forward(out, out_code):
 
 
 @njit(**JIT)
-def output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code):
-    """Forward transform, per-sample loss, and dL/dz for a batch.
+def output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, weights, out_code, loss_code):
+    """Forward transform, per-sample loss, and dL/dz for a batch; returns the batch's loss.
 
     out         (B, K)  in: pre-activations z of the last layer; out: the outputs (probabilities)
-    idx         (B,)    row of each batch sample in y_int / y_float
+    idx         (B,)    row of each batch sample in y_int / y_float / weights
     y_int       (N,)    integer labels (softmax + cross_entropy), else unused
     y_float     (N, K)  float targets (the other losses), else unused
-    delta       (B, K)  out: dL/dz, where L is the mean loss over the batch
-    sample_loss (B,)    out: each sample's loss (its mean over output units)
+    weights     (N,)    sample weights, or empty for all ones
+    delta       (B, K)  out: dL/dz, where L = sum(w_n loss_n) / sum(w_n) over the batch
+                        (the weighted mean, as torch's losses with class weights)
+    sample_loss (B,)    out: each sample's weighted loss w_n loss_n (loss_n: mean over outputs)
     """
-    if out.shape[0] * out.shape[1] * EXP_COST >= PARALLEL_MIN_WORK:
-        _output_loss_backward_mt(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code)
+    B = out.shape[0]
+    denom = 1.0 * B
+    if weights.shape[0] > 0:
+        denom = 0.0
+        for n in range(B):
+            denom += weights[idx[n]]
+        if denom == 0:  # a batch whose samples all weigh 0 contributes nothing
+            denom = 1.0
+    if B * out.shape[1] * EXP_COST >= PARALLEL_MIN_WORK:
+        _output_loss_backward_mt(delta, sample_loss, out, idx, y_int, y_float, weights, denom,
+                                 out_code, loss_code)
     else:
-        _output_loss_backward_1t(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code)
+        _output_loss_backward_1t(delta, sample_loss, out, idx, y_int, y_float, weights, denom,
+                                 out_code, loss_code)
+    total = 0.0
+    for n in range(B):
+        total += sample_loss[n]
+    return total / denom
 
 
 @njit(**JIT)
-def _loss_row(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code, n):
-    """One sample of ``output_loss_backward``."""
-    B, K = out.shape
+def _loss_row(delta, sample_loss, out, idx, y_int, y_float, weights, denom, out_code, loss_code, n):
+    """One sample of ``output_loss_backward``: scale = w_n / sum(w) turns sums into the mean."""
+    K = out.shape[1]
     row = idx[n]
+    w = weights[row] if weights.shape[0] > 0 else 1.0
+    scale = w / denom
     if loss_code == CROSS_ENTROPY:
         # Read z[y] before the softmax overwrites it: -log p_y = log(sum exp(z - m)) + m - z_y.
         zy = out[n, y_int[row]]
         log_s, m = _output_row(out, n, out_code)
-        sample_loss[n] = log_s + m - zy
+        sample_loss[n] = w * (log_s + m - zy)
         for j in range(K):
-            delta[n, j] = out[n, j] / B
-        delta[n, y_int[row]] -= 1.0 / B
+            delta[n, j] = out[n, j] * scale
+        delta[n, y_int[row]] -= scale
     elif loss_code == BINARY_CROSS_ENTROPY:
         total = 0.0
         for j in range(K):
@@ -123,18 +142,18 @@ def _loss_row(delta, sample_loss, out, idx, y_int, y_float, out_code, loss_code,
             y = y_float[row, j]
             # Stable form of -(y log p + (1 - y) log(1 - p)) with p = sigmoid(z).
             total += max(z, 0.0) - z * y + math.log1p(math.exp(-abs(z)))
-        sample_loss[n] = total / K
+        sample_loss[n] = w * total / K
         _output_row(out, n, out_code)
         for j in range(K):
-            delta[n, j] = (out[n, j] - y_float[row, j]) / (B * K)
+            delta[n, j] = (out[n, j] - y_float[row, j]) * scale / K
     else:  # MSE, after an identity or sigmoid output
         _output_row(out, n, out_code)
         total = 0.0
         for j in range(K):
             err = out[n, j] - y_float[row, j]
             total += err * err
-            g = 2.0 * err / (B * K)
+            g = 2.0 * err * scale / K
             if out_code == SIGMOID:
                 g *= out[n, j] * (1.0 - out[n, j])
             delta[n, j] = g
-        sample_loss[n] = total / K
+        sample_loss[n] = w * total / K
