@@ -282,6 +282,42 @@ def _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, 
     say(f"saved the model to {out}" if out else "the model was not saved (use --out PATH)")
 
 
+@main.command("lr-find")
+@click.option("--task", type=click.Choice(IMAGE_TASKS), default="fashion-mnist", show_default=True)
+@click.option("--hidden", default="128,64", show_default=True, help="hidden layer sizes")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr-min", type=float, default=1e-5, show_default=True)
+@click.option("--lr-max", type=float, default=10.0, show_default=True)
+@click.option("--steps", type=int, default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@threads_option
+def lr_find(task, hidden, batch_size, lr_min, lr_max, steps, seed, data_dir, threads):
+    """Learning-rate range test: loss against a geometrically growing learning rate.
+
+    Too small a rate crawls, too large a rate overshoots and the loss explodes; pick a rate a
+    little below the steepest fall.
+    """
+    _set_threads(threads)
+    X_train, y_train, _, _ = _load_data(task, data_dir)
+    model = Model([X_train.shape[1], *_parse_hidden(hidden), 10], seed=seed)
+    lrs, losses = model.lr_find(X_train, y_train, lr_min=lr_min, lr_max=lr_max, steps=steps,
+                                batch_size=batch_size, seed=seed)
+    low, high = float(np.min(losses)), float(np.percentile(losses, 90))
+    click.echo(f"{'learning rate':>14}  {'loss':>8}")
+    for i in range(0, len(lrs), max(1, len(lrs) // 25)):
+        bar = int(40 * min(1.0, (losses[i] - low) / (high - low))) if high > low else 0
+        click.echo(f"{lrs[i]:14.3g}  {losses[i]:8.4f}  {'#' * bar}")
+    # Batch losses are noisy: find the steepest fall on a 5-batch moving average, before its minimum.
+    window = min(5, len(losses))
+    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+    falls = np.diff(smooth[:int(np.argmin(smooth)) + 1])
+    steepest = (int(np.argmin(falls)) if len(falls) else 0) + window // 2
+    diverged = len(lrs) < steps
+    click.echo(f"steepest fall of the loss at lr = {lrs[steepest]:.3g}; "
+               + (f"the loss diverged at lr = {lrs[-1]:.3g}" if diverged else "no divergence up to --lr-max"))
+
+
 @main.command()
 @click.argument("model_path", type=click.Path(dir_okay=False))
 @click.option("--task", type=click.Choice(IMAGE_TASKS), required=True, help="whose test set to score")
@@ -348,7 +384,7 @@ def bench(as_json, quick, threads):
     """Time training and inference on every engine, and the machine's matmul peak."""
     _set_threads(threads)
     from .benchmarks import format_table, run_all
-    results = run_all(quick=quick)
+    results = run_all(quick=quick, progress=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(results, indent=2) if as_json else format_table(results))
 
 

@@ -35,7 +35,7 @@ def workspace_size(layout, bmax):
     return bmax * (sum(widths) + 4 * max(widths) + 1) + n_weights
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _region(ws, layout, bmax, i, rows):
     """View of activation region i (see the module docstring) with ``rows`` rows."""
     L = layout.shape[0]
@@ -46,7 +46,7 @@ def _region(ws, layout, bmax, i, rows):
     return ws[start:start + rows * width].reshape((rows, width))
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _scratch_start(layout, bmax):
     """Offset in ws where delta_a begins, and the widest layer width."""
     L = layout.shape[0]
@@ -58,7 +58,7 @@ def _scratch_start(layout, bmax):
     return start, widest
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _delta(ws, layout, bmax, which, rows, width):
     """View of delta_a (which=0) or delta_b (which=1) with shape (rows, width)."""
     start, widest = _scratch_start(layout, bmax)
@@ -66,7 +66,7 @@ def _delta(ws, layout, bmax, which, rows, width):
     return ws[start:start + rows * width].reshape((rows, width))
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _sample_loss(ws, layout, bmax, rows):
     """View of sample_loss, shape (rows,)."""
     start, widest = _scratch_start(layout, bmax)
@@ -74,7 +74,7 @@ def _sample_loss(ws, layout, bmax, rows):
     return ws[start:start + rows]
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _trans(ws, layout, bmax, which, width, rows):
     """View of trans_a (which=0) or trans_b (which=1) with shape (width, rows)."""
     start, widest = _scratch_start(layout, bmax)
@@ -82,7 +82,7 @@ def _trans(ws, layout, bmax, which, width, rows):
     return ws[start:start + width * rows].reshape((width, rows))
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _weights_t(ws, layout, bmax, l):
     """View of WT_l, layer l's weights transposed, shape (fan_out, fan_in)."""
     start, widest = _scratch_start(layout, bmax)
@@ -99,7 +99,7 @@ def refresh_transposed(params, ws, layout, bmax):
         transpose(_weights_t(ws, layout, bmax, l), W)
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _weights(params, layout, l):
     """(W, b) of layer l as views into the flat parameter buffer: W (fan_in, fan_out), b (fan_out,)."""
     I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
