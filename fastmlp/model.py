@@ -83,6 +83,8 @@ MODEL_PARAMS = {
     "bias": OneOf((True, False)),
     "seed": Optional(Integer(low=0)),
     "engine": OneOf(tuple(ENGINES)),
+    "batchnorm": OneOf((True, False)),
+    "residual": OneOf((True, False)),
 }
 
 FIT_DEFAULTS = dict(epochs=1, batch_size=32, lr=0.01, shuffle=True, seed=None, optimizer="sgd",
@@ -159,6 +161,7 @@ class _Run:
         self.hyper = np.array([settings["momentum"], settings["nesterov"], settings["weight_decay"],
                                settings["beta1"], settings["beta2"], settings["eps"]], np.float64)
         self.step = 0
+        self.dropout_seed = int(rng.integers(2**62)) if any(model.dropout) else 0
         self.plateau = (np.inf, 0, settings["lr"])  # (best loss, epochs without improvement, lr)
 
     def lr_for(self, epoch, history):
@@ -206,15 +209,15 @@ class _Run:
     def _call(self, losses, order, bounds, lrs, history):
         """One engine call; on divergence, restore the weights from before it and raise."""
         m = self.model
-        saved = (m._params.copy(), self.opt_state.copy())
+        saved = (m._params.copy(), self.opt_state.copy(), m._running.copy())
         ENGINES[m.engine].train_batches(
             losses, m._params, m._grads, self.ws, self.X, self.y_int, self.y_float, self.weights,
             order, bounds,
             lrs, m._layout, OUTPUTS[m.output], LOSSES[m.loss], m._n_trainable, self.bmax,
-            self.opt, self.opt_state, self.hyper, self.step)
+            self.opt, self.opt_state, self.hyper, self.step, m._rates, m._running, self.dropout_seed)
         self.step += len(lrs)
         if not (np.isfinite(losses).all() and np.isfinite(m._params).all()):
-            m._params[...], self.opt_state[...] = saved
+            m._params[...], self.opt_state[...], m._running[...] = saved
             lr = float(lrs.max())
             raise TrainingDiverged(
                 f"training diverged: the loss or the weights became NaN or inf at learning rate "
@@ -287,10 +290,15 @@ class Model:
     """
 
     def __init__(self, layers, activation="relu", output="softmax", loss=None, init="he",
-                 bias=True, dtype=np.float32, seed=None, engine="numba"):
-        validate_params(MODEL_PARAMS, dict(output=output, init=init, bias=bias, seed=seed, engine=engine))
+                 bias=True, dtype=np.float32, seed=None, engine="numba", dropout=0.0,
+                 batchnorm=False, residual=False):
+        validate_params(MODEL_PARAMS, dict(output=output, init=init, bias=bias, seed=seed, engine=engine,
+                                           batchnorm=batchnorm, residual=residual))
         self.layers = self._check_layers(layers)
         self.activations = self._check_activations(activation, len(self.layers) - 2)
+        self.dropout = self._check_dropout(dropout, len(self.layers) - 2)
+        self.batchnorm = batchnorm
+        self.residual = self._check_residual(residual, self.layers)
         self.output = output
         self.loss = self._check_loss(output, loss)
         self.init = init
@@ -301,12 +309,19 @@ class Model:
         self._rng = np.random.default_rng(seed)
         self._layout = self._make_layout()
         n_weights = sum(a * b for a, b in zip(self.layers[:-1], self.layers[1:]))
-        self._n_trainable = n_weights + (sum(self.layers[1:]) if bias else 0)
-        self._params = np.zeros(n_weights + sum(self.layers[1:]), dtype=self.dtype)
+        n_bn = 2 * sum(self.layers[1:-1]) if batchnorm else 0
+        self._n_trainable = n_weights + n_bn + (sum(self.layers[1:]) if bias else 0)
+        self._params = np.zeros(n_weights + n_bn + sum(self.layers[1:]), dtype=self.dtype)
         self._grads = np.zeros_like(self._params)
+        self._rates = np.array(list(self.dropout) + [0.0], np.float64)
+        # batch normalization's running mean (row 0, starts at 0) and variance (row 1, starts at 1)
+        self._running = np.zeros((2, sum(self.layers[1:-1]) if batchnorm else 0), self.dtype)
+        self._running[1] = 1
         self._workspaces = {}
         for W in self._views("weights"):
             W[...] = INITS[init](self._rng, *W.shape)
+        for gamma, _ in self._batchnorm_views():
+            gamma[...] = 1
         self.weights = _ParamList(self, "weights")
         self.biases = _ParamList(self, "biases")
 
@@ -336,6 +351,23 @@ class Model:
         return tuple(names)
 
     @staticmethod
+    def _check_dropout(dropout, n_hidden):
+        rates = [dropout] * n_hidden if not hasattr(dropout, "__len__") else list(dropout)
+        if len(rates) != n_hidden:
+            raise FastMLPError(f"dropout lists {len(rates)} rates for {n_hidden} hidden layers")
+        for rate in rates + ([dropout] if not hasattr(dropout, "__len__") else []):
+            Real(low=0.0, high=1.0, high_open=True).check("dropout rate", rate)
+        return tuple(float(r) for r in rates)
+
+    @staticmethod
+    def _check_residual(residual, layers):
+        hidden = layers[1:-1]
+        if residual and (len(hidden) < 2 or len(set(hidden)) != 1):
+            raise FastMLPError(f"residual connections join hidden layers of equal width: they need at "
+                               f"least two hidden layers, all the same size; got {list(hidden)}")
+        return residual
+
+    @staticmethod
     def _check_loss(output, loss):
         allowed = OUTPUT_LOSSES[output]
         if loss is None:
@@ -356,24 +388,48 @@ class Model:
         return dt
 
     def _make_layout(self):
-        """(L, 5) int64: fan_in, fan_out, weight offset, bias offset, activation code per layer."""
+        """(L, 8) int64 per layer: fan_in, fan_out, weight offset, bias offset, activation code,
+        batch-norm gamma offset, running-statistics offset, flags (see kernels/network.py).
+        The flat buffer holds all weights, then batch normalization's gamma and beta, then biases."""
         pairs = list(zip(self.layers[:-1], self.layers[1:]))
-        layout = np.zeros((len(pairs), 5), dtype=np.int64)
+        layout = np.zeros((len(pairs), 8), dtype=np.int64)
+        extras = self.batchnorm or self.residual or any(self.dropout)
         w_off = 0
-        b_off = sum(a * b for a, b in pairs)
+        bn_off = sum(a * b for a, b in pairs)
+        b_off = bn_off + (2 * sum(self.layers[1:-1]) if self.batchnorm else 0)
+        run_off = 0
         for l, (fan_in, fan_out) in enumerate(pairs):
-            act = ACTIVATIONS[self.activations[l]] if l < len(pairs) - 1 else IDENTITY
-            layout[l] = (fan_in, fan_out, w_off, b_off, act)
+            hidden = l < len(pairs) - 1
+            act = ACTIVATIONS[self.activations[l]] if hidden else IDENTITY
+            flags = 0
+            if hidden and extras:
+                flags |= network.EXTRAS
+                if self.batchnorm:
+                    flags |= network.BATCHNORM
+                if self.residual and l > 0:
+                    flags |= network.RESIDUAL
+            layout[l] = (fan_in, fan_out, w_off, b_off, act, bn_off if flags & network.BATCHNORM else -1,
+                         run_off if flags & network.BATCHNORM else -1, flags)
             w_off += fan_in * fan_out
             b_off += fan_out
+            if flags & network.BATCHNORM:
+                bn_off += 2 * fan_out
+                run_off += fan_out
         return layout
+
+    def _batchnorm_views(self, buffer=None):
+        """[(gamma, beta), ...] per batch-normalised layer, views into params (or ``buffer``)."""
+        buffer = self._params if buffer is None else buffer
+        return [(buffer[r[network.BN_OFF]:r[network.BN_OFF] + r[1]],
+                 buffer[r[network.BN_OFF] + r[1]:r[network.BN_OFF] + 2 * r[1]])
+                for r in self._layout if r[network.FLAGS] & network.BATCHNORM]
 
     def _views(self, kind, buffer=None):
         """Per-layer views of ``kind`` ("weights" or "biases") into the flat buffer (params by
         default, or one with the same layout such as the gradients)."""
         buffer = self._params if buffer is None else buffer
         out = []
-        for fan_in, fan_out, w_off, b_off, _ in self._layout:
+        for fan_in, fan_out, w_off, b_off in self._layout[:, :4]:
             if kind == "weights":
                 out.append(buffer[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out))
             else:
@@ -413,8 +469,15 @@ class Model:
         """A table of the layers and their parameter counts."""
         rows = [("layer", "shape", "activation", "params")]
         for l, (fan_in, fan_out) in enumerate(zip(self.layers[:-1], self.layers[1:])):
-            act = self.activations[l] if l < len(self.layers) - 2 else f"{self.output} ({self.loss})"
+            hidden = l < len(self.layers) - 2
+            act = self.activations[l] if hidden else f"{self.output} ({self.loss})"
             count = fan_in * fan_out + (fan_out if self.bias else 0)
+            if hidden:
+                extras = (["batchnorm"] if self.batchnorm else []) + \
+                    (["residual"] if self._layout[l, 7] & network.RESIDUAL else []) + \
+                    ([f"dropout {self.dropout[l]:g}"] if self.dropout[l] else [])
+                act = " + ".join([act] + extras)
+                count += 2 * fan_out if self.batchnorm else 0
             rows.append((f"dense_{l}", f"{fan_in} -> {fan_out}", act, f"{count:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = ["  ".join(r[c].ljust(widths[c]) if c < 3 else r[c].rjust(widths[c]) for c in range(4))
@@ -484,6 +547,7 @@ class Model:
         X = self._check_X(X)
         y_int, y_float = self._check_y(y, X.shape[0])
         weights = self._check_weights(sample_weight, class_weight, y_int, X.shape[0])
+        self._check_batchnorm_batches(X.shape[0], validation_split, batch_size)
         rng = np.random.default_rng(seed) if seed is not None else self._rng
         train_rows, val_rows = self._split(X.shape[0], validation_split, rng)
         run = _Run(self, X, y_int, y_float, weights, train_rows, settings, rng)
@@ -559,6 +623,16 @@ class Model:
             self._params[...] = saved
         return lrs[:len(losses)], np.array(losses)
 
+    def _check_batchnorm_batches(self, n, validation_split, batch_size):
+        """Batch statistics need at least two samples in every batch."""
+        if not self.batchnorm:
+            return
+        n_train = n - (int(round(n * validation_split)) if validation_split else 0)
+        if min(batch_size, n_train) < 2 or n_train % batch_size == 1:
+            raise FastMLPError(
+                f"batch normalization needs at least 2 samples in every batch; batch_size={batch_size} "
+                f"with {n_train} training samples leaves a batch of 1. Choose another batch size.")
+
     def _check_weights(self, sample_weight, class_weight, y_int, n):
         """Per-sample loss weights in the model's dtype, or an empty array for none."""
         if sample_weight is None and class_weight is None:
@@ -611,7 +685,8 @@ class Model:
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         bmax = min(PREDICT_ROWS, X.shape[0])
         ENGINES[self.engine].predict_batches(out, self._params, self._workspace(bmax), X,
-                                             self._layout, OUTPUTS[self.output], bmax)
+                                             self._layout, OUTPUTS[self.output], bmax, self._rates,
+                                             self._running)
         return out
 
     def predict(self, X) -> np.ndarray:

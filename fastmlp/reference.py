@@ -9,7 +9,9 @@ activations, outputs and losses, and the calling convention of ``kernels.network
 import numpy as np
 
 from .kernels.activations import RELU, SIGMOID, TANH
-from .kernels.network import ACT
+from .kernels.layers import BN_EPS, BN_MOMENTUM
+from .kernels.network import (ACT, B_OFF, BATCHNORM, BN_OFF, EXTRAS, FAN_IN, FAN_OUT, FLAGS, RESIDUAL,
+                              RUN_OFF, W_OFF)
 from .kernels.optim import ADAMW, SGD
 from .kernels.output import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
 from .kernels.output import SIGMOID as OUT_SIGMOID
@@ -40,18 +42,65 @@ def _activation_grad(a, code):
 def _layers(params, layout):
     """[(W, b), ...] as views into the flat parameter buffer."""
     out = []
-    for fan_in, fan_out, w_off, b_off, _ in layout:
+    for row in layout:
+        fan_in, fan_out, w_off, b_off = row[FAN_IN], row[FAN_OUT], row[W_OFF], row[B_OFF]
         W = params[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out)
         out.append((W, params[b_off:b_off + fan_out]))
     return out
 
 
-def _forward(params, X, layout):
-    """Activations of every layer: [X, a_1, ..., z_L] (the last one before the output transform)."""
-    acts = [X]
-    for (W, b), code in zip(_layers(params, layout), layout[:, ACT]):
-        acts.append(_activate(acts[-1] @ W + b, code))
-    return acts
+def _keep_mask(seed, step, layer, shape, rate):
+    """Dropout's keep/drop decisions: the same hash of (seed, step, layer, sample, unit) as
+    ``kernels.layers.dropout_keeps``, vectorised."""
+    def mix(x):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+    with np.errstate(over="ignore"):
+        n = np.arange(shape[0], dtype=np.uint64)[:, None]
+        j = np.arange(shape[1], dtype=np.uint64)[None, :]
+        h = mix(np.uint64(seed) ^ mix(np.uint64(step) ^ mix(np.uint64(layer) ^ mix(n ^ mix(j)))))
+    return (h >> np.uint64(11)) * (1.0 / 9007199254740992.0) >= rate
+
+
+def _forward(params, X, layout, rates, running, training, seed=0, step=0):
+    """Every layer's output [X, a_1, ..., z_L] (the last before the output transform), and for
+    layers with extras what their backward pass needs."""
+    acts, caches = [X], []
+    for l, (W, b) in enumerate(_layers(params, layout)):
+        row = layout[l]
+        z = acts[-1] @ W + b
+        if not row[FLAGS] & EXTRAS:
+            acts.append(_activate(z, row[ACT]))
+            caches.append(None)
+            continue
+        cache = {}
+        y = z
+        if row[FLAGS] & BATCHNORM:
+            O, off = row[FAN_OUT], row[BN_OFF]
+            gamma, beta = params[off:off + O], params[off + O:off + 2 * O]
+            run_mean, run_var = running[0, row[RUN_OFF]:row[RUN_OFF] + O], running[1, row[RUN_OFF]:row[RUN_OFF] + O]
+            if training:
+                B = z.shape[0]
+                mean, var = z.mean(axis=0), z.var(axis=0)
+                run_mean[...] = (1 - BN_MOMENTUM) * run_mean + BN_MOMENTUM * mean
+                run_var[...] = (1 - BN_MOMENTUM) * run_var + BN_MOMENTUM * var * B / (B - 1)
+            else:
+                mean, var = run_mean, run_var
+            cache["inv_std"] = 1 / np.sqrt(var + BN_EPS)
+            cache["zhat"] = (z - mean) * cache["inv_std"]
+            cache["gamma"] = gamma
+            y = gamma * cache["zhat"] + beta
+        cache["fy"] = fy = _activate(y, row[ACT])
+        out = fy + acts[-1] if row[FLAGS] & RESIDUAL else fy
+        if training and rates[l] > 0:
+            cache["keep"] = _keep_mask(seed, step, l, out.shape, rates[l])
+            out = np.where(cache["keep"], out * (1.0 / (1.0 - rates[l])), 0).astype(out.dtype)
+        acts.append(out)
+        caches.append(cache)
+    return acts, caches
 
 
 def _output(z, out_code):
@@ -106,29 +155,49 @@ def _optimizer_step(params, grads, state, hyper, opt, lr, step):
 
 
 def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
-                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0):
+                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0,
+                  rates, running, seed):
     """Mini-batch training; the arguments are those of ``kernels.network.train_batches``."""
     layers = _layers(params, layout)
     grad_layers = _layers(grads, layout)
     for t in range(len(bounds) - 1):
         idx = order[bounds[t]:bounds[t + 1]]
-        acts = _forward(params, X[idx], layout)
+        step = step0 + t + 1
+        acts, caches = _forward(params, X[idx], layout, rates, running, True, seed, step)
         w = weights[idx] if len(weights) else np.ones(len(idx), dtype=acts[-1].dtype)
         loss, delta = _loss_and_delta(acts[-1], y_int[idx] if len(y_int) else y_int,
                                       y_float[idx] if len(y_float) else y_float, w, out_code, loss_code)
         batch_losses[t] = loss
         for l in range(len(layers) - 1, -1, -1):
+            row, cache = layout[l], caches[l]
             (W, _), (dW, db) = layers[l], grad_layers[l]
+            if cache is not None:  # delta is dL/d(out): undo dropout, the residual, f, batch norm
+                if "keep" in cache:
+                    delta = np.where(cache["keep"], delta * (1.0 / (1.0 - rates[l])), 0).astype(delta.dtype)
+                skip = delta
+                delta = delta * _activation_grad(cache["fy"], row[ACT])
+                if row[FLAGS] & BATCHNORM:
+                    O, off = row[FAN_OUT], row[BN_OFF]
+                    zhat = cache["zhat"]
+                    grads[off:off + O] = (delta * zhat).sum(axis=0)
+                    grads[off + O:off + 2 * O] = delta.sum(axis=0)
+                    B = delta.shape[0]
+                    delta = cache["gamma"] * cache["inv_std"] / B * (
+                        B * delta - delta.sum(axis=0) - zhat * (delta * zhat).sum(axis=0))
             dW[...] = acts[l].T @ delta
             db[...] = delta.sum(axis=0)
             if l > 0:
-                delta = (delta @ W.T) * _activation_grad(acts[l], layout[l - 1, ACT])
-        _optimizer_step(params[:n_trainable], grads[:n_trainable], opt_state, hyper, opt, lrs[t],
-                        step0 + t + 1)
+                below = delta @ W.T
+                if caches[l - 1] is None:
+                    below = below * _activation_grad(acts[l], layout[l - 1, ACT])
+                if row[FLAGS] & RESIDUAL:
+                    below = below + skip
+                delta = below
+        _optimizer_step(params[:n_trainable], grads[:n_trainable], opt_state, hyper, opt, lrs[t], step)
 
 
-def predict_batches(out, params, ws, X, layout, out_code, bmax):
+def predict_batches(out, params, ws, X, layout, out_code, bmax, rates, running):
     """out (N, K) <- the network's outputs for X; the arguments are those of the kernel."""
     for lo in range(0, X.shape[0], bmax):
-        out[lo:lo + bmax] = _output(_forward(params, X[lo:lo + bmax], layout)[-1], out_code)
-
+        acts, _ = _forward(params, X[lo:lo + bmax], layout, rates, running, False)
+        out[lo:lo + bmax] = _output(acts[-1], out_code)

@@ -10,3 +10,34 @@ their arguments: the Python layer (``fastmlp.model``) validates everything befor
 - ``optim``:       parameter updates over the flat parameter buffer.
 - ``network``:     whole-network passes: ``train_batches`` runs many SGD steps in one call.
 """
+
+import hashlib
+import os
+from pathlib import Path
+
+import numba
+
+
+def _kernel_cache_dir() -> str:
+    """Where numba caches the compiled kernels: a folder named by a hash of every kernel source.
+
+    Numba's own cache checks only the source file of the function it loads, not the kernels that
+    function calls from other files, so after an edit (or an upgrade that keeps some files) it
+    could load a network-level kernel compiled against an older layer kernel. One folder per
+    version of the whole kernels package rules that out.
+    """
+    sources = sorted(Path(__file__).parent.glob("*.py"))
+    digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).hexdigest()[:16]
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fastmlp")
+    return os.path.join(base, f"kernels-{digest}")
+
+
+# The cache folder is read when each kernel is decorated: set it while the kernel modules are
+# imported, then give numba back its own setting for everybody else.
+_previous = numba.config.CACHE_DIR
+numba.config.CACHE_DIR = _kernel_cache_dir()
+try:
+    from . import activations, config, dense, layers, network, optim, output  # noqa: E402,F401
+finally:
+    numba.config.CACHE_DIR = _previous

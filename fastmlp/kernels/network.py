@@ -1,9 +1,15 @@
 """Whole-network passes built from the layer kernels.
 
-The network is described by ``layout``, an int64 array of shape (L, 5), one row per layer:
-    layout[l] = (fan_in, fan_out, offset of W in params, offset of b in params, activation code)
+The network is described by ``layout``, an int64 array of shape (L, 8), one row per layer:
+    fan_in, fan_out, offset of W in params, offset of b in params, activation code,
+    offset of gamma in params (beta follows it), offset in the running statistics, flags
 The last layer's activation is IDENTITY: its output transform (softmax, sigmoid, identity) is
-applied by ``output.py`` together with the loss.
+applied by ``output.py`` together with the loss. ``rates`` (L,) holds each layer's dropout rate.
+
+A hidden layer flagged EXTRAS runs batch normalization, residual connection and dropout
+(``layers.py``) between its product and the next layer; then the layer above passes it the raw
+gradient dL/d(out) and it applies its own activation derivative. A plain network keeps the fused
+path: the activation derivative is folded into the input gradient of the layer above.
 
 Every array the kernels need is passed in, so a call allocates nothing. The workspace ``ws`` is one
 flat buffer, carved into views (``workspace_size`` gives its length for a largest batch ``bmax``):
@@ -15,6 +21,7 @@ flat buffer, carved into views (``workspace_size`` gives its length for a larges
     trans_a, trans_b  (widest, bmax)       transposed copies of inp and dout for the weight gradient
     WT_l              (fan_out, fan_in)    each layer's weights transposed, for the blocked forward
                                            pass; refreshed from params after every update
+    per EXTRAS layer  y, zhat, fy, dskip, dy (bmax, fan_out) and mean, inv_std (fan_out,)
 """
 
 from numba import njit, prange
@@ -22,17 +29,25 @@ from numba import njit, prange
 from .activations import IDENTITY
 from .config import JIT, PARALLEL_MIN_WORK, jit_pair
 from .dense import BLOCKED_MIN_ROWS, dense_backward, dense_forward, transpose
+from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import optimizer_step
 from .output import output_forward, output_loss_backward
 
-FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT = range(5)
+FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT, BN_OFF, RUN_OFF, FLAGS = range(8)
+# flags
+EXTRAS = 1      # batch normalization, residual or dropout follow this hidden layer's product
+BATCHNORM = 2
+RESIDUAL = 4
+AUX_MATRICES = 5  # y, zhat, fy, dskip, dy
+AUX_VECTORS = 2   # mean, inv_std
 
 
 def workspace_size(layout, bmax):
     """Length of the flat workspace for batches of at most ``bmax`` samples."""
     widths = [int(r[FAN_IN]) for r in layout] + [int(layout[-1][FAN_OUT])]
     n_weights = sum(int(r[FAN_IN]) * int(r[FAN_OUT]) for r in layout)
-    return bmax * (sum(widths) + 4 * max(widths) + 1) + n_weights
+    aux = sum((AUX_MATRICES * bmax + AUX_VECTORS) * int(r[FAN_OUT]) for r in layout if r[FLAGS] & EXTRAS)
+    return bmax * (sum(widths) + 4 * max(widths) + 1) + n_weights + aux
 
 
 @njit(inline="always", **JIT)
@@ -91,6 +106,48 @@ def _weights_t(ws, layout, bmax, l):
     return ws[start:start + I * O].reshape((O, I))
 
 
+@njit(inline="always", **JIT)
+def _aux_start(layout, bmax, l):
+    """Offset in ws of layer l's extras buffers."""
+    L = layout.shape[0]
+    start, widest = _scratch_start(layout, bmax)
+    start += 4 * bmax * widest + bmax + layout[L - 1, W_OFF] + layout[L - 1, FAN_IN] * layout[L - 1, FAN_OUT]
+    for m in range(l):
+        if layout[m, FLAGS] & EXTRAS:
+            start += (AUX_MATRICES * bmax + AUX_VECTORS) * layout[m, FAN_OUT]
+    return start
+
+
+@njit(inline="always", **JIT)
+def _aux(ws, layout, bmax, l, which, rows):
+    """Layer l's extras buffer ``which``: 0 y, 1 zhat, 2 fy, 3 dskip, 4 dy, each (rows, fan_out)."""
+    O = layout[l, FAN_OUT]
+    start = _aux_start(layout, bmax, l) + which * bmax * O
+    return ws[start:start + rows * O].reshape((rows, O))
+
+
+@njit(inline="always", **JIT)
+def _aux_vector(ws, layout, bmax, l, which):
+    """Layer l's batch-normalization statistics: which 0 mean, 1 inv_std, each (fan_out,)."""
+    O = layout[l, FAN_OUT]
+    start = _aux_start(layout, bmax, l) + AUX_MATRICES * bmax * O + which * O
+    return ws[start:start + O]
+
+
+@njit(inline="always", **JIT)
+def _batchnorm_params(params, layout, l):
+    """gamma, beta of layer l (fan_out,) each, views into params (or grads)."""
+    O, off = layout[l, FAN_OUT], layout[l, BN_OFF]
+    return params[off:off + O], params[off + O:off + 2 * O]
+
+
+@njit(inline="always", **JIT)
+def _running(running, layout, l):
+    """running mean, running variance of layer l (fan_out,) each."""
+    O, off = layout[l, FAN_OUT], layout[l, RUN_OFF]
+    return running[0, off:off + O], running[1, off:off + O]
+
+
 @njit(**JIT)
 def refresh_transposed(params, ws, layout, bmax):
     """WT_l <- W_l.T for every layer (after the weights changed)."""
@@ -126,40 +183,76 @@ def gather_rows(dst, src, idx):
 
 
 @njit(**JIT)
-def forward_layers(params, ws, layout, bmax, rows):
-    """Run the hidden and last dense layers on region 0; return the last layer's view (rows, K)
-    holding pre-activations z."""
+def forward_layers(params, ws, layout, bmax, rows, rates, running, training, seed, step):
+    """Run every layer on region 0; return the last layer's view (rows, K) holding pre-activations
+    z. ``training`` selects batch statistics and dropout; seed and step choose dropout's masks."""
     L = layout.shape[0]
     for l in range(L):
         W, b = _weights(params, layout, l)
-        dense_forward(_region(ws, layout, bmax, l + 1, rows), _region(ws, layout, bmax, l, rows),
-                      W, _weights_t(ws, layout, bmax, l), b, layout[l, ACT])
+        WT = _weights_t(ws, layout, bmax, l)
+        inp, out = _region(ws, layout, bmax, l, rows), _region(ws, layout, bmax, l + 1, rows)
+        flags = layout[l, FLAGS]
+        if not flags & EXTRAS:
+            dense_forward(out, inp, W, WT, b, layout[l, ACT])
+            continue
+        y = _aux(ws, layout, bmax, l, 0, rows)
+        dense_forward(y, inp, W, WT, b, IDENTITY)
+        if flags & BATCHNORM:
+            gamma, beta = _batchnorm_params(params, layout, l)
+            running_mean, running_var = _running(running, layout, l)
+            batchnorm_forward(y, _aux(ws, layout, bmax, l, 1, rows), _aux_vector(ws, layout, bmax, l, 0),
+                              _aux_vector(ws, layout, bmax, l, 1), gamma, beta, running_mean,
+                              running_var, training)
+        hidden_output(out, _aux(ws, layout, bmax, l, 2, rows), y, inp, layout[l, ACT],
+                      flags & RESIDUAL != 0, rates[l] if training else 0.0, seed, step, l)
     return _region(ws, layout, bmax, L, rows)
 
 
 @njit(**JIT)
-def backward_layers(grads, params, ws, layout, bmax, rows):
+def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step):
     """Back-propagate from delta_a (rows, K) = dL/dz of the last layer; write every layer's
-    dW and db into ``grads`` (same layout as params)."""
+    gradients into ``grads`` (same layout as params)."""
     L = layout.shape[0]
     which = 0
     for l in range(L - 1, -1, -1):
         I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
+        flags = layout[l, FLAGS]
         W, b = _weights(params, layout, l)
         dW, db = _weights(grads, layout, l)
         dout = _delta(ws, layout, bmax, which, rows, O)
+        if flags & EXTRAS:  # dout holds dL/d(out): turn it into dL/dz of this layer's product
+            dskip = _aux(ws, layout, bmax, l, 3, rows)
+            fy = _aux(ws, layout, bmax, l, 2, rows)
+            if flags & BATCHNORM:
+                dy = _aux(ws, layout, bmax, l, 4, rows)
+                hidden_output_backward(dy, dskip, dout, fy, layout[l, ACT], flags & RESIDUAL != 0,
+                                       rates[l], seed, step, l)
+                gamma, _ = _batchnorm_params(params, layout, l)
+                dgamma, dbeta = _batchnorm_params(grads, layout, l)
+                batchnorm_backward(dout, dgamma, dbeta, dy, _aux(ws, layout, bmax, l, 1, rows), gamma,
+                                   _aux_vector(ws, layout, bmax, l, 1))
+            else:  # dy is written over dout, element by element
+                hidden_output_backward(dout, dskip, dout, fy, layout[l, ACT], flags & RESIDUAL != 0,
+                                       rates[l], seed, step, l)
         # The first layer's input is data: there is no gradient to pass further down.
         dinp = _delta(ws, layout, bmax, 1 - which, rows if l > 0 else 0, I)
-        below_act = layout[l - 1, ACT] if l > 0 else IDENTITY
+        below_act = IDENTITY
+        if l > 0 and not layout[l - 1, FLAGS] & EXTRAS:
+            below_act = layout[l - 1, ACT]  # fused: dinp comes out as dL/dz of the layer below
         dense_backward(dinp, dW, db, dout, _region(ws, layout, bmax, l, rows), W,
                        _trans(ws, layout, bmax, 0, I, rows), _trans(ws, layout, bmax, 1, O, rows),
                        below_act)
+        if flags & RESIDUAL:  # out = f(y) + inp: the gradient reaches inp directly as well
+            for n in range(rows):
+                for k in range(I):
+                    dinp[n, k] += dskip[n, k]
         which = 1 - which
 
 
 @njit(**JIT)
 def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
-                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0):
+                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0,
+                  rates, running, seed):
     """Mini-batch training over a sequence of batches, all in one compiled call.
 
     batch_losses (T,)    out: each batch's mean loss, measured before its update
@@ -176,6 +269,9 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
                          stored after all weights, are not)
     opt, opt_state (S, n_trainable), hyper (6,), step0: the optimizer (see ``optim.py``) and the
                          number of updates it made before this call
+    rates        (L,)    dropout rate of each layer
+    running      (2, R)  batch normalization's running means and variances (updated)
+    seed                 dropout's seed for this fit call (masks hash seed, step, layer, sample, unit)
     """
     blocked = bmax >= BLOCKED_MIN_ROWS  # the blocked forward pass reads WT: keep it current
     if blocked:
@@ -184,27 +280,27 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
         idx = order[bounds[t]:bounds[t + 1]]
         rows = idx.shape[0]
         gather_rows(_region(ws, layout, bmax, 0, rows), X, idx)
-        z = forward_layers(params, ws, layout, bmax, rows)
+        step = step0 + t + 1
+        z = forward_layers(params, ws, layout, bmax, rows, rates, running, True, seed, step)
         K = z.shape[1]
         delta = _delta(ws, layout, bmax, 0, rows, K)
         sample_loss = _sample_loss(ws, layout, bmax, rows)
         batch_losses[t] = output_loss_backward(delta, sample_loss, z, idx, y_int, y_float, weights,
                                                out_code, loss_code)
-        backward_layers(grads, params, ws, layout, bmax, rows)
-        optimizer_step(params[:n_trainable], grads[:n_trainable], opt_state, hyper, opt, lrs[t],
-                       step0 + t + 1)
+        backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step)
+        optimizer_step(params[:n_trainable], grads[:n_trainable], opt_state, hyper, opt, lrs[t], step)
         if blocked:
             refresh_transposed(params, ws, layout, bmax)
 
 
 @njit(**JIT)
-def predict_batches(out, params, ws, X, layout, out_code, bmax):
+def predict_batches(out, params, ws, X, layout, out_code, bmax, rates, running):
     """out (N, K) <- the network's outputs for X (N, I0), bmax rows at a time."""
     N = X.shape[0]
     refresh_transposed(params, ws, layout, bmax)
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)
         _region(ws, layout, bmax, 0, hi - lo)[:, :] = X[lo:hi]
-        z = forward_layers(params, ws, layout, bmax, hi - lo)
+        z = forward_layers(params, ws, layout, bmax, hi - lo, rates, running, False, 0, 0)
         output_forward(z, out_code)
         out[lo:hi] = z
