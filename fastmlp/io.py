@@ -42,6 +42,9 @@ def _header(model) -> dict:
         "bias": model.bias,
         "init": model.init,
         "dtype": model.dtype.name,
+        "dropout": list(model.dropout),
+        "batchnorm": model.batchnorm,
+        "residual": model.residual,
     }
 
 
@@ -52,6 +55,9 @@ def save_model(model, path) -> None:
     arrays = {"header": np.frombuffer(json.dumps(_header(model)).encode(), dtype=np.uint8)}
     for i, (W, b) in enumerate(zip(model.weights, model.biases)):
         arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+    for i, (gamma, beta) in enumerate(model._batchnorm_views()):
+        arrays[f"gamma{i}"], arrays[f"beta{i}"] = gamma, beta
+        arrays[f"running_mean{i}"], arrays[f"running_var{i}"] = _running_views(model)[i]
     with atomic_open(path, "wb") as f:
         np.savez(f, **arrays)
 
@@ -65,7 +71,8 @@ def load_model(path, engine="numba"):
     try:
         model = Model(header["layers"], activation=header["activations"], output=header["output"],
                       loss=header["loss"], init=header["init"], bias=header["bias"],
-                      dtype=header["dtype"], engine=engine)
+                      dtype=header["dtype"], engine=engine, dropout=header["dropout"],
+                      batchnorm=header["batchnorm"], residual=header["residual"])
     except FastMLPError as exc:
         raise ModelFileError(f"{path}: the header describes an invalid model: {exc}") from None
     for kind, views in (("W", model._views("weights")), ("b", model._views("biases"))):
@@ -77,7 +84,26 @@ def load_model(path, engine="numba"):
                 raise ModelFileError(f"{path}: the model has no biases, but b{i} is not zero")
             if view.flags.writeable:
                 view[...] = arr
+    extras = [(f"gamma{i}", gamma) for i, (gamma, _) in enumerate(model._batchnorm_views())] + \
+        [(f"beta{i}", beta) for i, (_, beta) in enumerate(model._batchnorm_views())] + \
+        [(f"running_mean{i}", m) for i, (m, _) in enumerate(_running_views(model))] + \
+        [(f"running_var{i}", v) for i, (_, v) in enumerate(_running_views(model))]
+    for name, view in extras:
+        if not np.isfinite(arrays[name]).all():
+            raise ModelFileError(f"{path}: array {name} contains NaN or inf")
+        if name.startswith("running_var") and (arrays[name] < 0).any():
+            raise ModelFileError(f"{path}: array {name} has negative variances")
+        view[...] = arrays[name]
     return model
+
+
+def _running_views(model):
+    """[(running_mean, running_var), ...] per batch-normalised layer."""
+    out, off = [], 0
+    for size in (model.layers[1:-1] if model.batchnorm else ()):
+        out.append((model._running[0, off:off + size], model._running[1, off:off + size]))
+        off += size
+    return out
 
 
 def _expected_arrays(path, header) -> dict:
@@ -87,6 +113,10 @@ def _expected_arrays(path, header) -> dict:
     for i, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:])):
         out[f"W{i}"] = ((fan_in, fan_out), dtype)
         out[f"b{i}"] = ((fan_out,), dtype)
+    if header["batchnorm"]:
+        for i, width in enumerate(layers[1:-1]):
+            for name in ("gamma", "beta", "running_mean", "running_var"):
+                out[f"{name}{i}"] = ((width,), dtype)
     return out
 
 
@@ -178,6 +208,14 @@ def _read_header(path, raw, error=ModelFileError) -> dict:
     for key, kind in required.items():
         if not isinstance(header.get(key), kind):
             raise error(f"{path}: the header's {key!r} is missing or not a {kind.__name__}")
+    # Written before these features existed: a plain network.
+    header.setdefault("dropout", [0.0] * max(len(header.get("layers") or []) - 2, 0))
+    header.setdefault("batchnorm", False)
+    header.setdefault("residual", False)
+    extras = {"dropout": list, "batchnorm": bool, "residual": bool}
+    for key, kind in extras.items():
+        if not isinstance(header[key], kind):
+            raise error(f"{path}: the header's {key!r} is not a {kind.__name__}")
     if header["dtype"] not in ("float32", "float64"):
         raise error(f"{path}: the header's dtype {header['dtype']!r} is not float32 or float64")
     layers = header["layers"]
