@@ -32,7 +32,6 @@ import dataclasses
 import json
 import math
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -40,9 +39,8 @@ import numpy as np
 
 from .errors import FastMLPError
 from .fileio import atomic_open
-from .io import ModelFileError, load_model, read_archive
+from .io import model_arrays, model_from_arrays, read_archive
 from .io import _expected_arrays as _expected_model_arrays
-from .io import _header as _model_header
 from .model import FIT_PARAMS, History
 
 FORMAT = "fastmlp-checkpoint"
@@ -206,29 +204,13 @@ def _no_constant(name):
 
 
 def _model_from_arrays(path, header, arrays, engine):
-    """A Model from its checked ``header`` and ``arrays`` (W0.., b0..), built by ``load_model``.
-
-    ``fastmlp.io`` builds models only from files, so they pass through a temporary file (until io
-    offers the step after ``read_archive`` as a function of its own).
-    """
-    members = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays}
-    with tempfile.TemporaryDirectory(prefix="fastmlp-checkpoint-") as folder:
-        tmp = Path(folder) / "model.npz"
-        with open(tmp, "wb") as f:
-            np.savez(f, **members)
-        try:
-            return load_model(tmp, engine=engine)
-        except ModelFileError as exc:
-            raise CheckpointError(str(exc).replace(str(tmp), f"{path} (its model)")) from None
+    """A Model from its checked ``header`` and ``arrays``."""
+    return model_from_arrays(path, header, arrays, engine, error=CheckpointError)
 
 
 def _model_arrays(model) -> dict:
-    """The arrays ``save_model`` writes for ``model``: its JSON header (``io._header``), then
-    W0.., b0.. (the test suite checks that they are byte for byte what ``save_model`` writes)."""
-    arrays = {"header": np.frombuffer(json.dumps(_model_header(model)).encode(), dtype=np.uint8)}
-    for i, (W, b) in enumerate(zip(model.weights, model.biases)):
-        arrays[f"W{i}"], arrays[f"b{i}"] = W, b
-    return arrays
+    """The arrays ``save_model`` writes for ``model`` (header first)."""
+    return model_arrays(model)
 
 
 # ---- checks shared by saving and loading ----------------------------------------------------------

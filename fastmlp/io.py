@@ -48,40 +48,51 @@ def _header(model) -> dict:
     }
 
 
+def model_arrays(model) -> dict:
+    """Everything a model file holds: the JSON header as bytes, then W0.., b0.. and, with batch
+    normalization, gamma0.., beta0.., running_mean0.., running_var0.. (checkpoints reuse it)."""
+    arrays = {"header": np.frombuffer(json.dumps(_header(model)).encode(), dtype=np.uint8)}
+    for i, (W, b) in enumerate(zip(model.weights, model.biases)):
+        arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+    for i, ((gamma, beta), (mean, var)) in enumerate(zip(model._batchnorm_views(), _running_views(model))):
+        arrays[f"gamma{i}"], arrays[f"beta{i}"] = gamma, beta
+        arrays[f"running_mean{i}"], arrays[f"running_var{i}"] = mean, var
+    return arrays
+
+
 def save_model(model, path) -> None:
     """Write ``model`` to ``path`` atomically (temporary file, fsync, rename)."""
     if not np.isfinite(model._params).all():
         raise FastMLPError("refusing to save: the model's weights contain NaN or inf")
-    arrays = {"header": np.frombuffer(json.dumps(_header(model)).encode(), dtype=np.uint8)}
-    for i, (W, b) in enumerate(zip(model.weights, model.biases)):
-        arrays[f"W{i}"], arrays[f"b{i}"] = W, b
-    for i, (gamma, beta) in enumerate(model._batchnorm_views()):
-        arrays[f"gamma{i}"], arrays[f"beta{i}"] = gamma, beta
-        arrays[f"running_mean{i}"], arrays[f"running_var{i}"] = _running_views(model)[i]
     with atomic_open(path, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **model_arrays(model))
 
 
 def load_model(path, engine="numba"):
     """Read and check a model file; return a new ``Model``."""
-    from .model import Model
-
     path = Path(path)
     header, arrays = read_archive(path, _expected_arrays)
+    return model_from_arrays(path, header, arrays, engine)
+
+
+def model_from_arrays(path, header, arrays, engine="numba", error=ModelFileError):
+    """A new Model from a checked header and the arrays ``read_archive`` returned for it."""
+    from .model import Model
+
     try:
         model = Model(header["layers"], activation=header["activations"], output=header["output"],
                       loss=header["loss"], init=header["init"], bias=header["bias"],
                       dtype=header["dtype"], engine=engine, dropout=header["dropout"],
                       batchnorm=header["batchnorm"], residual=header["residual"])
     except FastMLPError as exc:
-        raise ModelFileError(f"{path}: the header describes an invalid model: {exc}") from None
+        raise error(f"{path}: the header describes an invalid model: {exc}") from None
     for kind, views in (("W", model._views("weights")), ("b", model._views("biases"))):
         for i, view in enumerate(views):
             arr = arrays[f"{kind}{i}"]
             if not np.isfinite(arr).all():
-                raise ModelFileError(f"{path}: array {kind}{i} contains NaN or inf")
+                raise error(f"{path}: array {kind}{i} contains NaN or inf")
             if kind == "b" and not model.bias and arr.any():
-                raise ModelFileError(f"{path}: the model has no biases, but b{i} is not zero")
+                raise error(f"{path}: the model has no biases, but b{i} is not zero")
             if view.flags.writeable:
                 view[...] = arr
     extras = [(f"gamma{i}", gamma) for i, (gamma, _) in enumerate(model._batchnorm_views())] + \
@@ -90,9 +101,9 @@ def load_model(path, engine="numba"):
         [(f"running_var{i}", v) for i, (_, v) in enumerate(_running_views(model))]
     for name, view in extras:
         if not np.isfinite(arrays[name]).all():
-            raise ModelFileError(f"{path}: array {name} contains NaN or inf")
+            raise error(f"{path}: array {name} contains NaN or inf")
         if name.startswith("running_var") and (arrays[name] < 0).any():
-            raise ModelFileError(f"{path}: array {name} has negative variances")
+            raise error(f"{path}: array {name} has negative variances")
         view[...] = arrays[name]
     return model
 
@@ -139,6 +150,8 @@ def read_archive(path, expected_arrays, header_name="header", error=ModelFileErr
             for info in archive.infolist():
                 if not info.filename.endswith(".npy"):
                     raise error(f"{path}: unexpected member {info.filename!r} in the archive")
+                if info.filename[:-4] in members:
+                    raise error(f"{path}: member {info.filename!r} appears twice in the archive")
                 members[info.filename[:-4]] = info
             if header_name not in members:
                 raise error(f"{path}: not a fastmlp {kind} file (no {header_name} in the archive)")

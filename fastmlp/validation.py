@@ -8,6 +8,7 @@ dtype) without touching the caller's data.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ class Real:
     high_open: bool = False
 
     def check(self, name, value):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value):
             raise FastMLPError(f"{name} must be a finite number, got {value!r}")
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             raise FastMLPError(f"{name} must be {'>' if self.low_open else '>='} {self.low}, got {value}")
@@ -67,6 +68,14 @@ class Optional:
     def check(self, name, value):
         if value is not None:
             self.inner.check(name, value)
+
+
+def _finite(value) -> bool:
+    """math.isfinite that also takes ints too large for a float (they are not finite settings)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def validate_params(constraints: dict, values: dict) -> None:
