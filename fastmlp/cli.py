@@ -7,6 +7,7 @@ traceback: fastmlp's own errors (bad options, bad files, missing data) are ``Fas
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 
 from . import __version__, xor
 from .errors import FastMLPError
-from .model import ENGINES, History, Model, TrainingDiverged
+from .model import ENGINES, History, Model, TrainingDiverged, TrainingInterrupted
 
 TASKS = ("xor", "mnist", "fashion-mnist")
 IMAGE_TASKS = ("mnist", "fashion-mnist")
@@ -102,6 +103,18 @@ threads_option = click.option("--threads", type=int, default=None,
 @click.option("--patience", type=int, default=None,
               help="early stopping: epochs without validation improvement (needs --validation-split)")
 @click.option("--grad-norms", is_flag=True, help="print each layer's gradient norm every epoch")
+@click.option("--dropout", type=float, default=0.0, show_default=True, help="dropout rate of the hidden layers")
+@click.option("--batchnorm", is_flag=True, help="batch normalization in the hidden layers")
+@click.option("--residual", is_flag=True, help="skip connections between hidden layers of equal width")
+@click.option("--activation", type=click.Choice(["relu", "sigmoid", "tanh", "identity"]), default="relu",
+              show_default=True, help="hidden-layer activation")
+@click.option("--init", type=click.Choice(["he", "he_uniform", "xavier", "xavier_uniform", "normal"]),
+              default="he", show_default=True, help="weight initialisation")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="save the run here every --checkpoint-every epochs, and on Ctrl-C")
+@click.option("--checkpoint-every", type=int, default=1, show_default=True)
+@click.option("--resume", type=click.Path(dir_okay=False), default=None,
+              help="continue the run saved in this checkpoint (same task and data)")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON on stdout")
 @click.option("--progress/--no-progress", default=None, help="progress bar [default: when stderr is a terminal]")
 def train(task, epochs, lr, hidden, batch_size, seed, engine, threads, data_dir, out, as_json, progress,
@@ -127,7 +140,9 @@ def train(task, epochs, lr, hidden, batch_size, seed, engine, threads, data_dir,
 
 
 _FIT_DEFAULTS = dict(optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0, schedule="constant",
-                     validation_split=0.0, patience=None, grad_norms=False)
+                     validation_split=0.0, patience=None, grad_norms=False, dropout=0.0, batchnorm=False,
+                     residual=False, activation="relu", init="he", checkpoint=None, checkpoint_every=1,
+                     resume=None)
 
 
 def _xor_settings(epochs, lr, hidden, seed):
@@ -205,6 +220,30 @@ def _load_data(task, data_dir):
     return load_dataset(task, data_dir=data_dir)
 
 
+class _CtrlC:
+    """While active, the first Ctrl-C only raises a flag that fit checks between batches (it then
+    saves the run); a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self):
+        return self.requested
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.stderr.write("\nCtrl-C: finishing the current batches and saving a checkpoint "
+                         "(press Ctrl-C again to quit at once)\n")
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+
 class _Progress:
     """One self-rewriting line on stderr: epoch, bar, batches/s, running loss."""
 
@@ -231,18 +270,26 @@ def _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, 
     batch_size = d["batch_size"] if batch_size is None else batch_size
     seed = d["seed"] if seed is None else seed
     sizes = _parse_hidden(d["hidden"] if hidden is None else hidden)
+    options = dict(fit_options)
+    architecture = {k: options.pop(k) for k in ("dropout", "batchnorm", "residual", "activation", "init")}
+    checkpoint, every, resume = options.pop("checkpoint"), options.pop("checkpoint_every"), options.pop("resume")
+    options["track_grad_norms"] = options.pop("grad_norms")
     X_train, y_train, X_test, y_test = _load_data(task, data_dir)
-    model = Model([X_train.shape[1], *sizes, 10], seed=seed, engine=engine)
+    if resume:
+        from .checkpoint import load_checkpoint
+        model, state = load_checkpoint(resume, engine=engine)
+        epochs = state["fit"].get("epochs", epochs)
+        say_resume = f"resuming {resume} after epoch {state['epoch']}"
+    else:
+        model = Model([X_train.shape[1], *sizes, 10], seed=seed, engine=engine, **architecture)
+        say_resume = ""
     say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
     say(f"{task}: {X_train.shape[0]:,} training and {X_test.shape[0]:,} test images; "
         f"network {'-'.join(map(str, model.layers))} ({model.n_params:,} parameters), "
-        f"{epochs} epochs, batch {batch_size}, lr {lr:g}, {engine} engine")
+        f"{epochs} epochs, batch {batch_size}, lr {lr:g}, {engine} engine" + (f"; {say_resume}" if resume else ""))
     warm = _warm_up(model, X_train, y_train, min(batch_size, X_train.shape[0]))
     epochs_log = []
     last = [time.perf_counter()]
-
-    options = dict(fit_options)
-    options["track_grad_norms"] = options.pop("grad_norms")
     live = History()  # filled by fit; after_epoch reads the validation loss and gradient norms
 
     def after_epoch(epoch, loss):
@@ -262,12 +309,28 @@ def _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, 
         last[0] = time.perf_counter()
 
     show = sys.stderr.isatty() if progress is None else progress
+    # Ctrl-C: finish the batches in flight, save the run, say how to resume, exit with 130.
+    save_to = checkpoint or resume or f"{task}-interrupted.ckpt"
+    stop = _CtrlC()
+    common = dict(callback=after_epoch, progress=_Progress(epochs) if show else None, history=live,
+                  checkpoint=save_to, interrupt=stop)
     try:
-        history = model.fit(X_train, y_train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                            callback=after_epoch, progress=_Progress(epochs) if show else None,
-                            history=live, **options)
+        with stop:
+            if resume:
+                history = model.resume_fit(state, X_train, y_train,
+                                           checkpoint_every=every if checkpoint else None, **common)
+            else:
+                history = model.fit(X_train, y_train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                    checkpoint_every=every if checkpoint else None, **options, **common)
     except TrainingDiverged as exc:
         raise click.ClickException(str(exc)) from None
+    except TrainingInterrupted as exc:
+        click.echo(f"\ninterrupted: saved the run to {exc.checkpoint} after {len(exc.history.loss)} "
+                   f"complete epochs. Resume it with:\n  fastmlp train --task {task} --resume {exc.checkpoint}",
+                   err=True)
+        sys.exit(130)
+    if not epochs_log:
+        raise FastMLPError(f"{resume}: the run it holds had already finished all {epochs} epochs")
     accuracy = epochs_log[-1]["test_accuracy"]
     if out:
         model.save(out)

@@ -11,6 +11,8 @@ stays here in Python; each call into an engine runs many mini-batches with no al
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -147,7 +149,12 @@ class History:
 class _Run:
     """The state of one ``fit`` call: its data, schedule, optimizer buffers and workspace."""
 
-    def __init__(self, model, X, y_int, y_float, weights, rows, settings, rng):
+    # What a checkpoint adds to the fit arguments so that a resumed run continues exactly.
+    RESUME_KEYS = ("step", "dropout_seed", "split_seed", "n_samples", "plateau_best", "plateau_waited",
+                   "plateau_lr", "best_val", "best_epoch", "checkpoint_every", "batches_done",
+                   "partial_loss", "epoch_lr")
+
+    def __init__(self, model, X, y_int, y_float, weights, rows, settings, rng, resuming=False):
         self.model, self.X, self.y_int, self.y_float, self.rows = model, X, y_int, y_float, rows
         self.weights = weights
         self.s, self.rng = settings, rng
@@ -161,8 +168,44 @@ class _Run:
         self.hyper = np.array([settings["momentum"], settings["nesterov"], settings["weight_decay"],
                                settings["beta1"], settings["beta2"], settings["eps"]], np.float64)
         self.step = 0
-        self.dropout_seed = int(rng.integers(2**62)) if any(model.dropout) else 0
+        # (a resumed run takes its dropout seed from the checkpoint instead of drawing a new one)
+        self.dropout_seed = int(rng.integers(2**62)) if any(model.dropout) and not resuming else 0
         self.plateau = (np.inf, 0, settings["lr"])  # (best loss, epochs without improvement, lr)
+
+    def save(self, path, epoch, history, best, split_seed, n_samples, mid_epoch=None):
+        """Write a checkpoint of the run after ``epoch`` whole epochs (and, mid_epoch = (batches
+        done, their summed loss x size, the epoch's lr), part of the next)."""
+        from .checkpoint import save_checkpoint
+        finite = lambda v: None if v is None or not np.isfinite(v) else float(v)  # noqa: E731
+        batches_done, partial, epoch_lr = mid_epoch or (0, 0.0, 0.0)
+        fit = dict(self.s, step=self.step, dropout_seed=self.dropout_seed, split_seed=split_seed,
+                   n_samples=n_samples, plateau_best=finite(self.plateau[0]), plateau_waited=self.plateau[1],
+                   plateau_lr=float(self.plateau[2]), best_val=finite(best[0]), best_epoch=best[1],
+                   checkpoint_every=self.checkpoint_every, batches_done=batches_done,
+                   partial_loss=float(partial), epoch_lr=float(epoch_lr))
+        rng = self.epoch_rng_state if mid_epoch else self.rng
+        arrays = {f"optimizer{i}": row for i, row in enumerate(self.opt_state)}
+        if best[2] is not None:
+            arrays["best_params"] = best[2]
+        history_lists = {k: v for k, v in dataclasses.asdict(history).items() if isinstance(v, list)}
+        save_checkpoint(path, self.model, dict(epoch=epoch, rng=rng, history=history_lists,
+                                               fit=fit, arrays=arrays))
+
+    def restore(self, state, history, n_samples):
+        """Take up a checkpointed run: returns (epochs done, early-stopping best)."""
+        if state["n_samples"] != n_samples:
+            raise FastMLPError(f"the checkpoint was written for {state['n_samples']} samples; "
+                               f"these data have {n_samples}: resume needs the same X and y")
+        self.step, self.dropout_seed = state["step"], state["dropout_seed"]
+        inf = lambda v: np.inf if v is None else v  # noqa: E731
+        self.plateau = (inf(state["plateau_best"]), state["plateau_waited"], state["plateau_lr"])
+        for i in range(len(self.opt_state)):
+            self.opt_state[i] = state["arrays"][f"optimizer{i}"]
+        for key, values in state["history"].items():
+            getattr(history, key).extend(values)
+        best = (inf(state["best_val"]), state["best_epoch"], state["arrays"].get("best_params"))
+        self.resumed_lr = state["epoch_lr"]
+        return state["epoch"], best, state["batches_done"], state["partial_loss"]
 
     def lr_for(self, epoch, history):
         """The learning rate of ``epoch`` under the schedule."""
@@ -184,10 +227,16 @@ class _Run:
             return lr
         return s["lr"] if s["schedule"] != "plateau" else self.plateau[2]
 
-    def epochs(self, lrs, progress, first_epoch, history):
-        """Train len(lrs) epochs (epoch e at lrs[e]); return their mean losses."""
+    def epochs(self, lrs, progress, first_epoch, history, interrupt=None, skip=0, partial=0.0):
+        """Train len(lrs) epochs (epoch e at lrs[e]); return their mean losses.
+
+        ``interrupt()`` is asked between calls (a few dozen per epoch); when it answers True the
+        epoch stops there and ``Interrupted`` carries where. ``skip`` batches of the (single) epoch
+        were done before, with ``partial`` their summed loss x batch size: a resumed epoch.
+        """
         n, group = len(self.rows), len(lrs)
         n_batches = len(self.epoch_bounds) - 1
+        self.epoch_rng_state = self.rng.bit_generator.state  # a mid-epoch checkpoint redraws from here
         if self.s["shuffle"]:
             order = np.concatenate([self.rows[self.rng.permutation(n)] for _ in range(group)])
         else:
@@ -196,15 +245,19 @@ class _Run:
         bounds = np.append(starts.ravel(), group * n)
         step_lrs = np.repeat(np.asarray(lrs, dtype=self.model.dtype), n_batches)
         losses = np.zeros(group * n_batches, np.float64)
-        chunk = max(1, n_batches // 50) if progress else group * n_batches
-        for t0 in range(0, group * n_batches, chunk):
+        sizes = np.tile(np.diff(self.epoch_bounds), group)
+        chunk = max(1, n_batches // 50) if (progress or interrupt) else group * n_batches
+        totals = [partial] + [0.0] * (group - 1)  # summed in batch order, so a resumed sum matches
+        for t0 in range(skip, group * n_batches, chunk):
             t1 = min(t0 + chunk, group * n_batches)
             self._call(losses[t0:t1], order, bounds[t0:t1 + 1], step_lrs[t0:t1], history)
+            for t in range(t0, t1):
+                totals[t // n_batches] += float(losses[t]) * float(sizes[t])
             if progress:  # with progress, each call holds one epoch: t1 batches are done
-                sizes = np.diff(self.epoch_bounds)[:t1]
-                progress(first_epoch, t1, n_batches, float(losses[:t1] @ sizes / sizes.sum()))
-        sizes = np.tile(np.diff(self.epoch_bounds), group)
-        return [float(v) for v in (losses * sizes).reshape(group, n_batches).sum(axis=1) / n]
+                progress(first_epoch, t1, n_batches, totals[0] / float(sizes[:t1].sum()))
+            if interrupt is not None and t1 < n_batches and interrupt():
+                raise Interrupted(t1, totals[0])
+        return [total / n for total in totals]
 
     def _call(self, losses, order, bounds, lrs, history):
         """One engine call; on divergence, restore the weights from before it and raise."""
@@ -223,6 +276,22 @@ class _Run:
                 f"training diverged: the loss or the weights became NaN or inf at learning rate "
                 f"lr={lr:g}. The learning rate is probably too large: try a smaller one (for example "
                 f"lr={lr / 10:g}). The model keeps its last finite weights.", history)
+
+
+class Interrupted(Exception):
+    """Raised inside ``_Run.epochs`` when ``interrupt()`` asked to stop mid-epoch."""
+
+    def __init__(self, batches_done, partial):
+        super().__init__(f"interrupted after {batches_done} batches")
+        self.batches_done, self.partial = batches_done, partial
+
+
+class TrainingInterrupted(Exception):
+    """``fit`` stopped because ``interrupt()`` asked it to; the run is saved in ``checkpoint``."""
+
+    def __init__(self, checkpoint, history):
+        super().__init__(f"training interrupted; the run is saved in {checkpoint}")
+        self.checkpoint, self.history = checkpoint, history
 
 
 class TrainingDiverged(FastMLPError):
@@ -511,7 +580,8 @@ class Model:
             beta2=0.999, eps=1e-8, schedule="constant", step_size=10, gamma=0.1, min_lr=0.0,
             plateau_patience=2, validation_split=0.0, patience=None, track_grad_norms=False,
             sample_weight=None, class_weight=None, callback=None, progress=None,
-            history=None) -> History:
+            history=None, checkpoint=None, checkpoint_every=1, interrupt=None,
+            _resume=None) -> History:
         """Train on X (n, n_inputs) and y; return the History.
 
         Each epoch visits every training sample once, in a fresh random order when ``shuffle`` is
@@ -532,6 +602,14 @@ class Model:
         callback(epoch, loss) runs after each epoch and may return True to stop.
         progress(epoch, batches_done, n_batches, running_loss) runs several times per epoch.
         history         an empty History to fill as training goes (a callback can read it).
+        checkpoint      a path: every ``checkpoint_every`` epochs (and after the last) save the model,
+                        optimizer state, epoch, random generator and history there, atomically
+                        (checkpoint_every=None: only when ``interrupt`` stops the run);
+                        ``Model.resume(path, X, y)`` then finishes the run exactly as if it had never
+                        stopped.
+        interrupt       a function asked a few dozen times per epoch (with ``checkpoint``): when it
+                        returns True, fit saves the run mid-epoch and raises TrainingInterrupted;
+                        ``Model.resume`` continues it exactly (the CLI ties it to Ctrl-C).
         """
         settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle, seed=seed,
                         optimizer=optimizer, momentum=momentum, nesterov=nesterov,
@@ -544,23 +622,40 @@ class Model:
             raise FastMLPError("nesterov=True needs optimizer='sgd' with momentum > 0")
         if patience is not None and validation_split == 0:
             raise FastMLPError("early stopping (patience) needs a validation_split > 0")
+        Optional(Integer(low=1)).check("checkpoint_every", checkpoint_every)
+        if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+            raise FastMLPError(f"checkpoint must be a file path, got {checkpoint!r}")
+        if interrupt is not None and checkpoint is None:
+            raise FastMLPError("interrupt needs a checkpoint path to save the run to")
         X = self._check_X(X)
         y_int, y_float = self._check_y(y, X.shape[0])
         weights = self._check_weights(sample_weight, class_weight, y_int, X.shape[0])
         self._check_batchnorm_batches(X.shape[0], validation_split, batch_size)
         rng = np.random.default_rng(seed) if seed is not None else self._rng
-        train_rows, val_rows = self._split(X.shape[0], validation_split, rng)
-        run = _Run(self, X, y_int, y_float, weights, train_rows, settings, rng)
+        if _resume is not None:
+            rng = _resume["rng"]
+        split_seed = _resume["split_seed"] if _resume else int(rng.integers(2**62)) if validation_split else 0
+        train_rows, val_rows = self._split(X.shape[0], validation_split, split_seed)
+        run = _Run(self, X, y_int, y_float, weights, train_rows, settings, rng, resuming=_resume is not None)
+        run.checkpoint_every = checkpoint_every
         history = History() if history is None else history
         start = time.perf_counter()
         best = (np.inf, None, None)  # (validation loss, epoch, weights)
         per_epoch_work = callback or progress or val_rows is not None or track_grad_norms \
-            or schedule == "plateau"
-        epoch = 0
+            or schedule == "plateau" or checkpoint is not None
+        epoch, skip, partial = 0, 0, 0.0
+        if _resume is not None:
+            epoch, best, skip, partial = run.restore(_resume, history, X.shape[0])
         while epoch < epochs:
             group = 1 if per_epoch_work else min(max(1, GROUP_INDICES // len(train_rows)), epochs - epoch)
-            lrs = [run.lr_for(epoch + g, history) for g in range(group)]
-            losses = run.epochs(lrs, progress, epoch, history)
+            lrs = [run.lr_for(epoch + g, history) for g in range(group)] if not skip else [run.resumed_lr]
+            try:
+                losses = run.epochs(lrs, progress, epoch, history, interrupt, skip, partial)
+            except Interrupted as stop:
+                run.save(checkpoint, epoch, history, best, split_seed, X.shape[0],
+                         mid_epoch=(stop.batches_done, stop.partial, lrs[0]))
+                raise TrainingInterrupted(checkpoint, history) from None
+            skip, partial = 0, 0.0
             for loss, epoch_lr in zip(losses, lrs):
                 history.loss.append(loss)
                 history.lr.append(epoch_lr)
@@ -578,6 +673,9 @@ class Model:
                     stop = True
             if callback and callback(epoch - 1, history.loss[-1]):
                 stop = True
+            if checkpoint is not None and checkpoint_every is not None and (
+                    stop or epoch % checkpoint_every == 0 or epoch == epochs):
+                run.save(checkpoint, epoch, history, best, split_seed, X.shape[0])
             if stop:
                 break
         if patience is not None and best[2] is not None:
@@ -654,8 +752,36 @@ class Model:
             raise FastMLPError("the sample/class weights are all zero: nothing to learn from")
         return w.astype(self.dtype)
 
+    @classmethod
+    def resume(cls, path, X, y, engine="numba", **kwargs):
+        """Continue the run saved in checkpoint ``path`` on the same X and y: returns
+        (model, history), bit-identical to the run never interrupted. Keyword arguments are those
+        of ``resume_fit``."""
+        from .checkpoint import load_checkpoint
+        model, state = load_checkpoint(path, engine=engine)
+        return model, model.resume_fit(state, X, y, checkpoint=kwargs.pop("checkpoint", None) or path, **kwargs)
+
+    def resume_fit(self, state, X, y, callback=None, progress=None, history=None, checkpoint=None,
+                   checkpoint_every=None, interrupt=None) -> History:
+        """Continue training from a checkpoint's ``state`` (``load_checkpoint`` returns this model
+        and its state). New checkpoints go to ``checkpoint`` every ``checkpoint_every`` epochs
+        (default: as the checkpointed run did)."""
+        from .checkpoint import CheckpointError, rng_from_state
+        fit, resume = {}, {"rng": rng_from_state(state["rng"]), "arrays": state["arrays"]}
+        for key, value in state["fit"].items():
+            (resume if key in _Run.RESUME_KEYS else fit)[key] = value
+        missing = [k for k in (*FIT_DEFAULTS, *_Run.RESUME_KEYS) if k not in fit and k not in resume]
+        if missing:
+            raise CheckpointError(f"not a checkpoint written by fit (it lacks {missing})")
+        saved_every = resume.pop("checkpoint_every")
+        every = checkpoint_every or saved_every
+        resume["history"] = state["history"]
+        resume["epoch"] = state["epoch"]
+        return self.fit(X, y, **fit, callback=callback, progress=progress, history=history,
+                        checkpoint=checkpoint, checkpoint_every=every, interrupt=interrupt, _resume=resume)
+
     @staticmethod
-    def _split(n, fraction, rng):
+    def _split(n, fraction, split_seed):
         """Rows for training and (if fraction > 0) for validation, chosen at random."""
         if fraction == 0:
             return np.arange(n, dtype=np.int64), None
@@ -663,7 +789,7 @@ class Model:
         if n_val < 1 or n_val >= n:
             raise FastMLPError(f"validation_split={fraction} of {n} samples leaves "
                                f"{n - n_val} for training and {n_val} for validation: both need at least 1")
-        rows = rng.permutation(n).astype(np.int64)
+        rows = np.random.default_rng(split_seed).permutation(n).astype(np.int64)
         return np.sort(rows[n_val:]), np.sort(rows[:n_val])
 
     def _mean_loss(self, X, y_int, y_float) -> float:

@@ -151,3 +151,44 @@ def test_version_and_help():
     for command in ("train", "compare", "evaluate", "predict", "bench"):
         result = run(command, "--help")
         assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_ends_bit_identical(tmp_path):
+    """SIGINT mid-run: exit 130 with a checkpoint; --resume finishes with the very weights of the
+    same run never interrupted."""
+    import os
+    import signal
+
+    common = ["train", "--task", "fashion-mnist", "--epochs", "2", "--no-progress", "--momentum", "0.9",
+              "--lr", "0.01"]
+    straight = run(*common, "--out", str(tmp_path / "straight.npz"))
+    assert straight.returncode == 0, straight.stderr
+
+    ckpt = tmp_path / "run.ckpt"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "fastmlp.cli", *common, "--checkpoint", str(ckpt),
+                             "--out", str(tmp_path / "resumed.npz")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:  # wait for the first epoch to finish, then interrupt the second
+        if line.startswith("epoch   1/2"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Resume it with" in err and str(ckpt) in err
+    assert "Traceback" not in err
+    assert ckpt.exists() and not (tmp_path / "resumed.npz").exists()
+
+    resumed = run("train", "--task", "fashion-mnist", "--resume", str(ckpt), "--no-progress",
+                  "--out", str(tmp_path / "resumed.npz"))
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = Model.load(tmp_path / "straight.npz"), Model.load(tmp_path / "resumed.npz")
+    assert a._params.tobytes() == b._params.tobytes()
+
+
+def test_checkpoint_every_epoch_then_resume_a_finished_run_is_refused(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    done = run("train", "--task", "fashion-mnist", "--epochs", "1", "--no-progress", "--checkpoint", str(ckpt))
+    assert done.returncode == 0, done.stderr
+    again = run("train", "--task", "fashion-mnist", "--resume", str(ckpt), "--no-progress")
+    assert again.returncode != 0 and "already finished" in again.stderr
