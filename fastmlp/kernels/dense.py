@@ -10,13 +10,14 @@ Shapes, for a batch of B samples through a layer with I inputs and O outputs:
 Two ways to compute each pass, chosen by the batch size:
 
 * Row by row (B < BLOCKED_MIN_ROWS, e.g. the seed XOR run or online learning with B = 1):
-  ``out[n, :] += inp[n, k] * W[k, :]`` sweeps contiguous rows of W, and the weight gradient is a
-  sum of outer products. No transposed copies are needed.
-* Blocked (larger batches): every product is written as C = A @ Bt.T, so that both operands
-  are read along contiguous rows, and computed in tiles of 4 x 2 outputs held in scalar
-  accumulators (``_product_rows``). Each value loaded from memory then feeds 4 or 2 multiply-adds
-  instead of 1, and LLVM vectorises the shared inner loop over k. The forward pass reads WT, the
-  input gradient reads W, and the weight gradient reads transposed copies of inp and dout.
+  ``out[n, :] += inp[n, k] * W[k, :]`` sweeps contiguous rows of W. No transposed copy needed.
+* Blocked (larger batches): the forward pass and the input gradient are written as
+  C = A @ Bt.T, so that both operands are read along contiguous rows, and computed in tiles of
+  4 x 2 outputs held in scalar accumulators (``_product_rows``). Each value loaded from memory then
+  feeds 4 or 2 multiply-adds instead of 1, and LLVM vectorises the shared inner loop over k. The
+  forward pass reads WT, the input gradient reads W.
+* The weight gradient, whose sum runs over the (short) batch, is always a sum of outer products
+  into rows of dW, four samples per pass (``_weight_grad_row``).
 
 Every loop that runs in parallel owns disjoint outputs (a block of rows of ``out``, ``dW`` or
 ``dinp``) and sums its reductions in a fixed order, so results are bit-identical on any number of
@@ -28,11 +29,9 @@ from numba import njit, prange
 from .activations import activate, activation_grad
 from .config import JIT, PARALLEL_MIN_WORK, jit_pair
 
-# Batches at least this large take the blocked path (4-row tiles need rows to fill them).
+# Batches at least this large take the blocked forward and input-gradient passes (4-row tiles need
+# rows to fill them).
 BLOCKED_MIN_ROWS = 8
-# The weight gradient sums over the batch; below this many rows the tiles' closing horizontal
-# additions cost more than they save, and sums of outer products (which also skip zero inputs) win.
-BLOCKED_WEIGHT_GRAD_MIN_ROWS = 128
 TILE_ROWS = 4
 
 
@@ -112,12 +111,6 @@ def _input_grad_blocked(dinp, dout, W, inp, inp_act):
                 dinp[r, k] *= activation_grad(inp[r, k], inp_act)
 
 
-def _weight_grad_blocked(dW, inpT, doutT):
-    """dW (I, O) = inpT (I, B) @ doutT (O, B).T: a thread owns blocks of 4 rows of dW."""
-    for blk in prange((dW.shape[0] + TILE_ROWS - 1) // TILE_ROWS):
-        _product_rows(dW, inpT, doutT, blk * TILE_ROWS)
-
-
 def _transpose(dst, src):
     """dst (N, M) = src (M, N).T, in 16 x 16 tiles (each thread owns whole stripes of 16 rows)."""
     M, N = src.shape
@@ -138,7 +131,6 @@ def _weight_grad_rows(dW, dout, inp):
 _forward_blocked_mt, _forward_blocked_1t = jit_pair(_forward_blocked)
 _weight_grad_rows_mt, _weight_grad_rows_1t = jit_pair(_weight_grad_rows)
 _input_grad_blocked_mt, _input_grad_blocked_1t = jit_pair(_input_grad_blocked)
-_weight_grad_blocked_mt, _weight_grad_blocked_1t = jit_pair(_weight_grad_blocked)
 _transpose_mt, _transpose_1t = jit_pair(_transpose)
 
 
@@ -171,15 +163,29 @@ def _forward_row(out, inp, W, b, act, n):
 
 @njit(**JIT)
 def _weight_grad_row(dW, dout, inp, k):
-    """dW[k, :] = sum over samples n of inp[n, k] * dout[n, :]."""
+    """dW[k, :] = sum over samples n of inp[n, k] * dout[n, :].
+
+    The sum over the batch is the short dimension here, so the row of dW is the accumulator, and
+    four samples are added per pass over it: one load and one store of dW[k, j] per four
+    multiply-adds instead of per one. Groups of four zero inputs are skipped."""
     B, O = dout.shape
+    r = dW[k]
     for j in range(O):
-        dW[k, j] = 0
-    for n in range(B):
+        r[j] = 0
+    n = 0
+    while n + 4 <= B:
+        x0, x1, x2, x3 = inp[n, k], inp[n + 1, k], inp[n + 2, k], inp[n + 3, k]
+        if x0 != 0 or x1 != 0 or x2 != 0 or x3 != 0:
+            d0, d1, d2, d3 = dout[n], dout[n + 1], dout[n + 2], dout[n + 3]
+            for j in range(O):
+                r[j] += x0 * d0[j] + x1 * d1[j] + x2 * d2[j] + x3 * d3[j]
+        n += 4
+    while n < B:
         x = inp[n, k]
         if x != 0:
             for j in range(O):
-                dW[k, j] += x * dout[n, j]
+                r[j] += x * dout[n, j]
+        n += 1
 
 
 @njit(**JIT)
@@ -210,7 +216,7 @@ def dense_forward(out, inp, W, WT, b, act):
 
 
 @njit(**JIT)
-def dense_backward(dinp, dW, db, dout, inp, W, inpT, doutT, inp_act):
+def dense_backward(dinp, dW, db, dout, inp, W, inp_act):
     """Backward pass of ``dense_forward``.
 
     dout  (B, O)  in: dL/dz for this layer's pre-activations z = inp @ W + b
@@ -220,32 +226,11 @@ def dense_backward(dinp, dW, db, dout, inp, W, inpT, doutT, inp_act):
     db    (O,)    out: dL/db = column sums of dout
     dinp  (B, I)  out: dL/dz of the layer below = (dout @ W.T) * f'(inp), where f is that layer's
                   activation ``inp_act``; pass an array with 0 rows to skip it (first layer)
-    inpT  (I, B), doutT (O, B): workspace for the blocked path's transposed copies
     """
     B, O = dout.shape
     I = W.shape[0]
-    if B < BLOCKED_MIN_ROWS:
-        for k in range(I):
-            _weight_grad_row(dW, dout, inp, k)
-        for j in range(O):
-            db[j] = 0
-        for n in range(B):
-            for j in range(O):
-                db[j] += dout[n, j]
-        for n in range(dinp.shape[0]):
-            _input_grad_row(dinp, dout, W, inp, inp_act, n)
-        return
     parallel = B * I * O >= PARALLEL_MIN_WORK
-    if B >= BLOCKED_WEIGHT_GRAD_MIN_ROWS:
-        # Reduce over the batch along contiguous rows of transposed copies: the sum over B is
-        # long enough for the tiles to pay for their final horizontal additions.
-        transpose(inpT, inp)
-        transpose(doutT, dout)
-        if parallel:
-            _weight_grad_blocked_mt(dW, inpT, doutT)
-        else:
-            _weight_grad_blocked_1t(dW, inpT, doutT)
-    elif parallel:
+    if parallel:
         _weight_grad_rows_mt(dW, dout, inp)
     else:
         _weight_grad_rows_1t(dW, dout, inp)
@@ -254,8 +239,12 @@ def dense_backward(dinp, dW, db, dout, inp, W, inpT, doutT, inp_act):
     for n in range(B):
         for j in range(O):
             db[j] += dout[n, j]
-    if dinp.shape[0] > 0:
-        if parallel:
-            _input_grad_blocked_mt(dinp, dout, W, inp, inp_act)
-        else:
-            _input_grad_blocked_1t(dinp, dout, W, inp, inp_act)
+    if dinp.shape[0] == 0:
+        return
+    if B < BLOCKED_MIN_ROWS:
+        for n in range(B):
+            _input_grad_row(dinp, dout, W, inp, inp_act, n)
+    elif parallel:
+        _input_grad_blocked_mt(dinp, dout, W, inp, inp_act)
+    else:
+        _input_grad_blocked_1t(dinp, dout, W, inp, inp_act)

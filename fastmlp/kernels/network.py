@@ -18,7 +18,6 @@ flat buffer, carved into views (``workspace_size`` gives its length for a larges
     region L          (bmax, fan_out[L-1]) the network's output
     delta_a, delta_b  (bmax, widest)       dL/dz of the layer being back-propagated, ping-ponged
     sample_loss       (bmax,)              each sample's loss
-    trans_a, trans_b  (widest, bmax)       transposed copies of inp and dout for the weight gradient
     WT_l              (fan_out, fan_in)    each layer's weights transposed, for the blocked forward
                                            pass; refreshed from params after every update
     per EXTRAS layer  y, zhat, fy, dskip, dy (bmax, fan_out) and mean, inv_std (fan_out,)
@@ -47,7 +46,7 @@ def workspace_size(layout, bmax):
     widths = [int(r[FAN_IN]) for r in layout] + [int(layout[-1][FAN_OUT])]
     n_weights = sum(int(r[FAN_IN]) * int(r[FAN_OUT]) for r in layout)
     aux = sum((AUX_MATRICES * bmax + AUX_VECTORS) * int(r[FAN_OUT]) for r in layout if r[FLAGS] & EXTRAS)
-    return bmax * (sum(widths) + 4 * max(widths) + 1) + n_weights + aux
+    return bmax * (sum(widths) + 2 * max(widths) + 1) + n_weights + aux
 
 
 @njit(inline="always", **JIT)
@@ -90,18 +89,10 @@ def _sample_loss(ws, layout, bmax, rows):
 
 
 @njit(inline="always", **JIT)
-def _trans(ws, layout, bmax, which, width, rows):
-    """View of trans_a (which=0) or trans_b (which=1) with shape (width, rows)."""
-    start, widest = _scratch_start(layout, bmax)
-    start += 2 * bmax * widest + bmax + which * bmax * widest
-    return ws[start:start + width * rows].reshape((width, rows))
-
-
-@njit(inline="always", **JIT)
 def _weights_t(ws, layout, bmax, l):
     """View of WT_l, layer l's weights transposed, shape (fan_out, fan_in)."""
     start, widest = _scratch_start(layout, bmax)
-    start += 4 * bmax * widest + bmax + layout[l, W_OFF]  # weights come first in params
+    start += 2 * bmax * widest + bmax + layout[l, W_OFF]  # weights come first in params
     I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
     return ws[start:start + I * O].reshape((O, I))
 
@@ -111,7 +102,7 @@ def _aux_start(layout, bmax, l):
     """Offset in ws of layer l's extras buffers."""
     L = layout.shape[0]
     start, widest = _scratch_start(layout, bmax)
-    start += 4 * bmax * widest + bmax + layout[L - 1, W_OFF] + layout[L - 1, FAN_IN] * layout[L - 1, FAN_OUT]
+    start += 2 * bmax * widest + bmax + layout[L - 1, W_OFF] + layout[L - 1, FAN_IN] * layout[L - 1, FAN_OUT]
     for m in range(l):
         if layout[m, FLAGS] & EXTRAS:
             start += (AUX_MATRICES * bmax + AUX_VECTORS) * layout[m, FAN_OUT]
@@ -239,9 +230,7 @@ def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step):
         below_act = IDENTITY
         if l > 0 and not layout[l - 1, FLAGS] & EXTRAS:
             below_act = layout[l - 1, ACT]  # fused: dinp comes out as dL/dz of the layer below
-        dense_backward(dinp, dW, db, dout, _region(ws, layout, bmax, l, rows), W,
-                       _trans(ws, layout, bmax, 0, I, rows), _trans(ws, layout, bmax, 1, O, rows),
-                       below_act)
+        dense_backward(dinp, dW, db, dout, _region(ws, layout, bmax, l, rows), W, below_act)
         if flags & RESIDUAL:  # out = f(y) + inp: the gradient reaches inp directly as well
             for n in range(rows):
                 for k in range(I):
