@@ -634,6 +634,7 @@ class Model:
         rng = np.random.default_rng(seed) if seed is not None else self._rng
         if _resume is not None:
             rng = _resume["rng"]
+        self._split(X.shape[0], validation_split, 0)  # check the split before drawing its seed
         split_seed = _resume["split_seed"] if _resume else int(rng.integers(2**62)) if validation_split else 0
         train_rows, val_rows = self._split(X.shape[0], validation_split, split_seed)
         run = _Run(self, X, y_int, y_float, weights, train_rows, settings, rng, resuming=_resume is not None)
@@ -744,7 +745,16 @@ class Model:
         if class_weight is not None:
             if self.loss != "cross_entropy":
                 raise FastMLPError("class_weight needs a softmax output (class labels); use sample_weight")
-            cw = check_targets(class_weight, self.n_outputs, 1, np.float64, name="class_weight")[:, 0]
+            try:
+                cw = np.asarray(class_weight, dtype=np.float64) if np.ndim(class_weight) == 1 else None
+            except (TypeError, ValueError):
+                raise FastMLPError("class_weight must be a list of numbers, one per class") from None
+            if cw is None or cw.shape != (self.n_outputs,):
+                got = np.shape(class_weight)
+                raise FastMLPError(f"class_weight needs one weight per class: the output layer has "
+                                   f"{self.n_outputs} classes, class_weight has shape {got}")
+            if not np.isfinite(cw).all():
+                raise FastMLPError("class_weight must be finite")
             if (cw < 0).any():
                 raise FastMLPError("class_weight must be non-negative")
             w *= cw[y_int]
