@@ -669,7 +669,7 @@ class Model:
                                            y_float[val_rows] if len(y_float) else y_float)
                 history.val_loss.append(val_loss)
                 if val_loss < best[0]:
-                    best = (val_loss, epoch - 1, self._params.copy() if patience else None)
+                    best = (val_loss, epoch - 1, self._state_copy() if patience else None)
                 elif patience is not None and epoch - 1 - best[1] >= patience:
                     stop = True
             if callback and callback(epoch - 1, history.loss[-1]):
@@ -680,7 +680,7 @@ class Model:
             if stop:
                 break
         if patience is not None and best[2] is not None:
-            self._params[...] = best[2]
+            self._restore_state(best[2])
             history.best_epoch = best[1]
         history.seconds = time.perf_counter() - start
         return history
@@ -701,10 +701,11 @@ class Model:
             raise FastMLPError(f"lr_max ({lr_max}) must be larger than lr_min ({lr_min})")
         X = self._check_X(X)
         y_int, y_float = self._check_y(y, X.shape[0])
+        self._check_batchnorm_batches(min(X.shape[0], batch_size * 2), 0.0, batch_size)
         rng = np.random.default_rng(seed) if seed is not None else self._rng
         settings = dict(FIT_DEFAULTS, batch_size=batch_size, lr=lr_min)
         run = _Run(self, X, y_int, y_float, np.zeros(0, self.dtype), np.arange(X.shape[0]), settings, rng)
-        saved = self._params.copy()
+        saved = self._state_copy()
         lrs = np.geomspace(lr_min, lr_max, steps)
         order = np.concatenate([rng.permutation(X.shape[0]) for _ in range(-(-steps * run.bmax // X.shape[0]))])
         losses = []
@@ -719,8 +720,17 @@ class Model:
         except TrainingDiverged:
             pass
         finally:
-            self._params[...] = saved
+            self._restore_state(saved)
         return lrs[:len(losses)], np.array(losses)
+
+    def _state_copy(self):
+        """A copy of everything training changes: the parameters, as one flat buffer, then the
+        batch-normalization running statistics."""
+        return np.concatenate([self._params, self._running.ravel()])
+
+    def _restore_state(self, state):
+        self._params[...] = state[:self._params.size]
+        self._running[...] = state[self._params.size:].reshape(self._running.shape)
 
     def _check_batchnorm_batches(self, n, validation_split, batch_size):
         """Batch statistics need at least two samples in every batch."""
