@@ -118,7 +118,7 @@ FIT_PARAMS = {
 }
 
 # Largest batch of rows pushed through the network at once by predict_proba.
-PREDICT_ROWS = 1024
+PREDICT_ROWS = 256
 # When fit has no per-epoch callback, whole epochs are grouped into one compiled call of at most
 # this many sample indices (the seed XOR run's 10,000 epochs become a single call).
 GROUP_INDICES = 1 << 20
