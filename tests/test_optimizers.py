@@ -21,6 +21,7 @@ from torch import nn
 
 from fastmlp import Model
 from fastmlp.datasets import load_idx_pair
+from torch_oracle import torch_net
 
 torch.set_num_threads(1)
 
@@ -55,27 +56,10 @@ def _torch_optimizer(name, params, lr, opts):
                eps=opts.get("eps", 1e-8), **kw)
 
 
-def _torch_net(model):
-    """A torch copy of a softmax model: same layers, activations and initial weights."""
-    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}
-    mods = []
-    for l, (i, o) in enumerate(zip(model.layers[:-1], model.layers[1:])):
-        mods.append(nn.Linear(i, o))
-        if l < len(model.layers) - 2:
-            mods.append(acts[model.activations[l]]())
-    net = nn.Sequential(*mods).to(TORCH_DTYPE[model.dtype.type])
-    lins = [m for m in net if isinstance(m, nn.Linear)]
-    with torch.no_grad():  # our W is (fan_in, fan_out): torch's weight transposed
-        for lin, W, b in zip(lins, model.weights, model.biases, strict=True):
-            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
-            lin.bias.copy_(torch.from_numpy(b.copy()))
-    return net, lins
-
-
 def _torch_run(model, X, y, batch, lr, name, opts):
     """STEPS torch steps on the batches X[t*batch:(t+1)*batch] in order; each batch's loss before
     its update, and the final (W, b) per layer in our orientation."""
-    net, lins = _torch_net(model)
+    net, lins = torch_net(model)
     opt = _torch_optimizer(name, net.parameters(), lr, opts)
     Xt = torch.from_numpy(np.asarray(X, dtype=model.dtype))
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
@@ -271,7 +255,7 @@ def test_each_fit_call_starts_with_fresh_optimizer_state():
     batch = 10
     X, y = _small_data(STEPS * batch, seed=9)
     model = _small_model()
-    net, lins = _torch_net(model)
+    net, lins = torch_net(model)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     for _ in range(2):
         opt = torch.optim.Adam(net.parameters(), lr=0.01)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fastmlp import Model
+from torch_oracle import torch_net
 
 torch.set_num_threads(1)
 
@@ -47,17 +48,6 @@ def _copy_into_torch(model, net):
         for lin, W, b in zip(_linears(net), model.weights, model.biases, strict=True):
             lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
             lin.bias.copy_(torch.from_numpy(b.copy()))
-
-
-def _torch_net(model):
-    """nn.Sequential mirroring a fastmlp model's layers and hidden activations."""
-    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}
-    mods = []
-    for l, (i, o) in enumerate(zip(model.layers[:-1], model.layers[1:])):
-        mods.append(nn.Linear(i, o))
-        if l < len(model.layers) - 2:
-            mods.append(acts[model.activations[l]]())
-    return nn.Sequential(*mods)
 
 
 def _torch_loss(model):
@@ -171,7 +161,7 @@ def test_small_networks_match_pytorch(layers, activation, output, loss, dtype):
             y[::3] = rng.random((len(y[::3]), k))  # soft targets too
     else:
         y = rng.standard_normal((160, k)) * 2
-    _compare(model, _torch_net(model), X, y, batch=16, lr=0.2, epochs=2, dtype=dtype)
+    _compare(model, torch_net(model)[0], X, y, batch=16, lr=0.2, epochs=2, dtype=dtype)
 
 
 def test_pytorch_gradient_of_first_batch_float64():

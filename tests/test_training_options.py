@@ -19,6 +19,7 @@ from torch import nn
 
 from fastmlp import Model
 from fastmlp.model import History, TrainingDiverged
+from torch_oracle import torch_net
 
 torch.set_num_threads(1)
 
@@ -44,22 +45,6 @@ def _model(layers=(12, 16, 4), seed=1, **kw):
     for i, b in enumerate(model.biases):  # non-zero starting biases
         model.biases[i] = rng.normal(0, 0.2, b.shape)
     return model
-
-
-def _torch_net(model):
-    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}
-    mods = []
-    for l, (i, o) in enumerate(zip(model.layers[:-1], model.layers[1:])):
-        mods.append(nn.Linear(i, o))
-        if l < len(model.layers) - 2:
-            mods.append(acts[model.activations[l]]())
-    net = nn.Sequential(*mods).to(torch.float64 if model.dtype == np.float64 else torch.float32)
-    lins = [m for m in net if isinstance(m, nn.Linear)]
-    with torch.no_grad():  # our W is (fan_in, fan_out): torch's weight transposed
-        for lin, W, b in zip(lins, model.weights, model.biases, strict=True):
-            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
-            lin.bias.copy_(torch.from_numpy(b.copy()))
-    return net, lins
 
 
 def _assert_same_as_torch(model, lins, **tol):
@@ -165,7 +150,7 @@ def test_schedule_with_momentum_trains_like_torch(schedule, opts, lr, epochs, ma
     X, y = _data(80, seed=3)
     batch = 16
     model = _model()
-    net, lins = _torch_net(model)
+    net, lins = torch_net(model)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     sched = make(opt)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
@@ -286,7 +271,7 @@ def test_class_weight_equals_torch_weighted_cross_entropy():
     X, y = _data(batch * steps, seed=4)
     cw = np.array([0.2, 1.0, 3.0, 0.7])
     model = _model(layers=(12, 10, 4))
-    net, lins = _torch_net(model)
+    net, lins = torch_net(model)
     opt = torch.optim.SGD(net.parameters(), lr=0.3)
     loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(cw))
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
@@ -314,7 +299,7 @@ def test_sample_and_class_weight_multiply_like_torch_reduction_none():
     sw[::7] = 0.0  # some samples count for nothing
     cw = np.array([1.5, 0.5, 1.0, 2.0])
     model = _model(layers=(12, 10, 4))
-    net, lins = _torch_net(model)
+    net, lins = torch_net(model)
     opt = torch.optim.SGD(net.parameters(), lr=0.3)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     wt = torch.from_numpy(sw * cw[y])
@@ -341,7 +326,7 @@ def test_sample_weight_bce_equals_torch_weighted_mean(dtype):
     Y[::5] = rng.random((len(Y[::5]), k))  # soft targets too
     sw = rng.uniform(0.1, 3.0, len(X))
     model = _model(layers=(12, 8, k), output="sigmoid", activation="tanh", dtype=dtype)
-    net, lins = _torch_net(model)
+    net, lins = torch_net(model)
     opt = torch.optim.SGD(net.parameters(), lr=0.5)
     tdt = torch.float64 if dtype == np.float64 else torch.float32
     Xt, Yt, wt = (torch.from_numpy(a.astype(dtype)) for a in (X, Y, sw))
@@ -500,7 +485,7 @@ def test_grad_norms_are_those_of_the_last_batch_torch():
     before_last = _model(layers=layers, activation=["tanh", "relu"])
     before_last.fit(X, y, epochs=1, batch_size=batch, lr=0.2, shuffle=False)
     before_last.fit(X[:-batch], y[:-batch], epochs=1, batch_size=batch, lr=0.2, shuffle=False)
-    net, lins = _torch_net(before_last)
+    net, lins = torch_net(before_last)
     nn.functional.cross_entropy(net(torch.from_numpy(X[-batch:])), torch.from_numpy(y[-batch:])).backward()
     expected = [float(lin.weight.grad.norm()) for lin in lins]
     np.testing.assert_allclose(history.grad_norms[1], expected, rtol=1e-10)
