@@ -106,8 +106,10 @@ threads_option = click.option("--threads", type=int, default=None,
 @click.option("--dropout", type=float, default=0.0, show_default=True, help="dropout rate of the hidden layers")
 @click.option("--batchnorm", is_flag=True, help="batch normalization in the hidden layers")
 @click.option("--residual", is_flag=True, help="skip connections between hidden layers of equal width")
-@click.option("--activation", type=click.Choice(["relu", "sigmoid", "tanh", "identity"]), default="relu",
-              show_default=True, help="hidden-layer activation")
+@click.option("--activation", default="relu", show_default=True,
+              help="hidden-layer activation (relu, sigmoid, tanh, identity), or one per layer: relu,tanh")
+@click.option("--class-weight", default=None,
+              help="loss weight per class: 'balanced' (inverse class frequency) or one number per class")
 @click.option("--init", type=click.Choice(["he", "he_uniform", "xavier", "xavier_uniform", "normal"]),
               default="he", show_default=True, help="weight initialisation")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
@@ -142,7 +144,7 @@ def train(task, epochs, lr, hidden, batch_size, seed, engine, threads, data_dir,
 _FIT_DEFAULTS = dict(optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0, schedule="constant",
                      validation_split=0.0, patience=None, grad_norms=False, dropout=0.0, batchnorm=False,
                      residual=False, activation="relu", init="he", checkpoint=None, checkpoint_every=1,
-                     resume=None)
+                     resume=None, class_weight=None)
 
 
 def _xor_settings(epochs, lr, hidden, seed):
@@ -220,6 +222,19 @@ def _load_data(task, data_dir):
     return load_dataset(task, data_dir=data_dir)
 
 
+def _class_weights(text, y):
+    """--class-weight: None, 'balanced' (n / (classes x count), as scikit-learn) or numbers."""
+    if text is None:
+        return None
+    if text == "balanced":
+        counts = np.bincount(y, minlength=10).astype(np.float64)
+        return np.where(counts > 0, len(y) / (10 * np.maximum(counts, 1)), 0.0)
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise FastMLPError(f"--class-weight takes 'balanced' or numbers separated by commas; got {text!r}") from None
+
+
 class _CtrlC:
     """While active, the first Ctrl-C only raises a flag that fit checks between batches (it then
     saves the run); a second Ctrl-C interrupts at once."""
@@ -272,9 +287,12 @@ def _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, 
     sizes = _parse_hidden(d["hidden"] if hidden is None else hidden)
     options = dict(fit_options)
     architecture = {k: options.pop(k) for k in ("dropout", "batchnorm", "residual", "activation", "init")}
+    names = architecture["activation"].split(",")
+    architecture["activation"] = names[0] if len(names) == 1 else names
     checkpoint, every, resume = options.pop("checkpoint"), options.pop("checkpoint_every"), options.pop("resume")
     options["track_grad_norms"] = options.pop("grad_norms")
     X_train, y_train, X_test, y_test = _load_data(task, data_dir)
+    options["class_weight"] = _class_weights(options.pop("class_weight"), y_train)
     if resume:
         from .checkpoint import load_checkpoint
         model, state = load_checkpoint(resume, engine=engine)

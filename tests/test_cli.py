@@ -78,6 +78,10 @@ def test_compare_runs_both_engines_and_they_agree():
     (["train", "--task", "xor", "--momentum", "0.9"], "apply to the image tasks"),
     (["train", "--task", "fashion-mnist", "--momentum", "1.5", "--epochs", "1"], "momentum must be < 1.0"),
     (["evaluate", "does-not-exist.npz", "--task", "mnist"], "no such model file"),
+    (["train", "--task", "fashion-mnist", "--class-weight", "1,2", "--epochs", "1"], "one weight per class"),
+    (["train", "--task", "fashion-mnist", "--activation", "relu,swish", "--epochs", "1"], "unknown activation"),
+    (["train", "--task", "fashion-mnist", "--dropout", "-0.1", "--epochs", "1"], "dropout rate must be >= 0.0"),
+    (["train", "--task", "fashion-mnist", "--residual", "--epochs", "1"], "equal width"),
 ])
 def test_bad_options_end_in_one_clear_line(args, message):
     result = run(*args)
