@@ -174,28 +174,38 @@ def gather_rows(dst, src, idx):
 
 
 @njit(**JIT)
-def forward_layers(params, ws, layout, bmax, rows, rates, running, training, seed, step):
-    """Run every layer on region 0; return the last layer's view (rows, K) holding pre-activations
-    z. ``training`` selects batch statistics and dropout; seed and step choose dropout's masks."""
+def layer_forward(params, ws, layout, bmax, rows, l, inp, rates, running, training, seed, step):
+    """Layer l: from its input inp (rows, fan_in) into activation region l + 1."""
+    W, b = _weights(params, layout, l)
+    WT = _weights_t(ws, layout, bmax, l)
+    out = _region(ws, layout, bmax, l + 1, rows)
+    flags = layout[l, FLAGS]
+    if not flags & EXTRAS:
+        dense_forward(out, inp, W, WT, b, layout[l, ACT])
+        return
+    y = _aux(ws, layout, bmax, l, 0, rows)
+    dense_forward(y, inp, W, WT, b, IDENTITY)
+    if flags & BATCHNORM:
+        gamma, beta = _batchnorm_params(params, layout, l)
+        running_mean, running_var = _running(running, layout, l)
+        batchnorm_forward(y, _aux(ws, layout, bmax, l, 1, rows), _aux_vector(ws, layout, bmax, l, 0),
+                          _aux_vector(ws, layout, bmax, l, 1), gamma, beta, running_mean,
+                          running_var, training)
+    hidden_output(out, _aux(ws, layout, bmax, l, 2, rows), y, inp, layout[l, ACT],
+                  flags & RESIDUAL != 0, rates[l] if training else 0.0, seed, step, l)
+
+
+@njit(**JIT)
+def forward_layers(params, ws, layout, bmax, rows, rates, running, training, seed, step, X):
+    """Run every layer on the input batch X (rows, fan_in[0]) — region 0 when training, rows of
+    the caller's data when predicting; return the last layer's view (rows, K) holding
+    pre-activations z. ``training`` selects batch statistics and dropout; seed and step choose
+    dropout's masks."""
     L = layout.shape[0]
-    for l in range(L):
-        W, b = _weights(params, layout, l)
-        WT = _weights_t(ws, layout, bmax, l)
-        inp, out = _region(ws, layout, bmax, l, rows), _region(ws, layout, bmax, l + 1, rows)
-        flags = layout[l, FLAGS]
-        if not flags & EXTRAS:
-            dense_forward(out, inp, W, WT, b, layout[l, ACT])
-            continue
-        y = _aux(ws, layout, bmax, l, 0, rows)
-        dense_forward(y, inp, W, WT, b, IDENTITY)
-        if flags & BATCHNORM:
-            gamma, beta = _batchnorm_params(params, layout, l)
-            running_mean, running_var = _running(running, layout, l)
-            batchnorm_forward(y, _aux(ws, layout, bmax, l, 1, rows), _aux_vector(ws, layout, bmax, l, 0),
-                              _aux_vector(ws, layout, bmax, l, 1), gamma, beta, running_mean,
-                              running_var, training)
-        hidden_output(out, _aux(ws, layout, bmax, l, 2, rows), y, inp, layout[l, ACT],
-                      flags & RESIDUAL != 0, rates[l] if training else 0.0, seed, step, l)
+    layer_forward(params, ws, layout, bmax, rows, 0, X, rates, running, training, seed, step)
+    for l in range(1, L):
+        layer_forward(params, ws, layout, bmax, rows, l, _region(ws, layout, bmax, l, rows), rates,
+                      running, training, seed, step)
     return _region(ws, layout, bmax, L, rows)
 
 
@@ -268,9 +278,10 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
     for t in range(bounds.shape[0] - 1):
         idx = order[bounds[t]:bounds[t + 1]]
         rows = idx.shape[0]
-        gather_rows(_region(ws, layout, bmax, 0, rows), X, idx)
+        batch = _region(ws, layout, bmax, 0, rows)
+        gather_rows(batch, X, idx)
         step = step0 + t + 1
-        z = forward_layers(params, ws, layout, bmax, rows, rates, running, True, seed, step)
+        z = forward_layers(params, ws, layout, bmax, rows, rates, running, True, seed, step, batch)
         K = z.shape[1]
         delta = _delta(ws, layout, bmax, 0, rows, K)
         sample_loss = _sample_loss(ws, layout, bmax, rows)
@@ -289,7 +300,6 @@ def predict_batches(out, params, ws, X, layout, out_code, bmax, rates, running):
     refresh_transposed(params, ws, layout, bmax)
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)
-        _region(ws, layout, bmax, 0, hi - lo)[:, :] = X[lo:hi]
-        z = forward_layers(params, ws, layout, bmax, hi - lo, rates, running, False, 0, 0)
+        z = forward_layers(params, ws, layout, bmax, hi - lo, rates, running, False, 0, 0, X[lo:hi])
         output_forward(z, out_code)
         out[lo:hi] = z
