@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 
 def batch_loss_and_grad(model, X, y, params=None):
     """(mean loss, gradient) of one batch holding all of X, as the model's engine computes them.

@@ -4,7 +4,6 @@ program, and itself under different thread counts and call chunkings (which must
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
