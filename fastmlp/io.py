@@ -54,7 +54,7 @@ def model_arrays(model) -> dict:
     arrays = {"header": np.frombuffer(json.dumps(_header(model)).encode(), dtype=np.uint8)}
     for i, (W, b) in enumerate(zip(model.weights, model.biases)):
         arrays[f"W{i}"], arrays[f"b{i}"] = W, b
-    for i, ((gamma, beta), (mean, var)) in enumerate(zip(model._batchnorm_views(), _running_views(model))):
+    for i, ((gamma, beta), (mean, var)) in enumerate(zip(model._batchnorm_views(), model._running_views())):
         arrays[f"gamma{i}"], arrays[f"beta{i}"] = gamma, beta
         arrays[f"running_mean{i}"], arrays[f"running_var{i}"] = mean, var
     return arrays
@@ -97,8 +97,8 @@ def model_from_arrays(path, header, arrays, engine="numba", error=ModelFileError
                 view[...] = arr
     extras = [(f"gamma{i}", gamma) for i, (gamma, _) in enumerate(model._batchnorm_views())] + \
         [(f"beta{i}", beta) for i, (_, beta) in enumerate(model._batchnorm_views())] + \
-        [(f"running_mean{i}", m) for i, (m, _) in enumerate(_running_views(model))] + \
-        [(f"running_var{i}", v) for i, (_, v) in enumerate(_running_views(model))]
+        [(f"running_mean{i}", m) for i, (m, _) in enumerate(model._running_views())] + \
+        [(f"running_var{i}", v) for i, (_, v) in enumerate(model._running_views())]
     for name, view in extras:
         if not np.isfinite(arrays[name]).all():
             raise error(f"{path}: array {name} contains NaN or inf")
@@ -106,15 +106,6 @@ def model_from_arrays(path, header, arrays, engine="numba", error=ModelFileError
             raise error(f"{path}: array {name} has negative variances")
         view[...] = arrays[name]
     return model
-
-
-def _running_views(model):
-    """[(running_mean, running_var), ...] per batch-normalised layer."""
-    out, off = [], 0
-    for size in (model.layers[1:-1] if model.batchnorm else ()):
-        out.append((model._running[0, off:off + size], model._running[1, off:off + size]))
-        off += size
-    return out
 
 
 def _expected_arrays(path, header) -> dict:

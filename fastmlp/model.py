@@ -493,6 +493,12 @@ class Model:
                  buffer[r[network.BN_OFF] + r[1]:r[network.BN_OFF] + 2 * r[1]])
                 for r in self._layout if r[network.FLAGS] & network.BATCHNORM]
 
+    def _running_views(self):
+        """[(running_mean, running_var), ...] per batch-normalised layer, views into _running."""
+        return [(self._running[0, r[network.RUN_OFF]:r[network.RUN_OFF] + r[1]],
+                 self._running[1, r[network.RUN_OFF]:r[network.RUN_OFF] + r[1]])
+                for r in self._layout if r[network.FLAGS] & network.BATCHNORM]
+
     def _views(self, kind, buffer=None):
         """Per-layer views of ``kind`` ("weights" or "biases") into the flat buffer (params by
         default, or one with the same layout such as the gradients)."""

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from fastmlp import Model
-from torch_oracle import torch_net
+from torch_oracle import copy_weights, torch_net
 
 torch.set_num_threads(1)
 
@@ -40,14 +40,6 @@ class SimpleNeuralNetwork(nn.Module):
 
 def _linears(net):
     return [m for m in net.modules() if isinstance(m, nn.Linear)]
-
-
-def _copy_into_torch(model, net):
-    """Give the torch network the fastmlp model's weights (torch stores W as (out, in) = W.T)."""
-    with torch.no_grad():
-        for lin, W, b in zip(_linears(net), model.weights, model.biases, strict=True):
-            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
-            lin.bias.copy_(torch.from_numpy(b.copy()))
 
 
 def _torch_loss(model):
@@ -95,7 +87,7 @@ def _compare(model, net, X, y, batch, lr, epochs, dtype):
     Xt = torch.from_numpy(X.astype(dtype))
     yt = torch.from_numpy(y) if model.loss == "cross_entropy" else torch.from_numpy(y.astype(dtype))
     net = net.to(tdt)
-    _copy_into_torch(model, net)
+    copy_weights(model, _linears(net))
     start = model._params.copy()
     torch_losses = _torch_train(net, _torch_loss(model), Xt, yt, batch, lr, epochs)
     history, stretches = _fit_with_batch_losses(model, X, y, batch, lr, epochs)
@@ -169,7 +161,7 @@ def test_pytorch_gradient_of_first_batch_float64():
     X, y = _image_like(32, seed=2)
     model = Model([784, 128, 64, 10], dtype=np.float64, seed=4)
     net = SimpleNeuralNetwork().double()
-    _copy_into_torch(model, net)
+    copy_weights(model, _linears(net))
     nn.CrossEntropyLoss()(net(torch.from_numpy(X)), torch.from_numpy(y)).backward()
     before = [W.copy() for W in model.weights] + [b.copy() for b in model.biases]
     model.fit(X, y, epochs=1, batch_size=32, lr=1.0, shuffle=False)

@@ -17,8 +17,13 @@ def torch_net(model):
             mods.append(ACTIVATIONS[model.activations[l]]())
     net = nn.Sequential(*mods).to(torch.float64 if model.dtype == np.float64 else torch.float32)
     lins = [m for m in net if isinstance(m, nn.Linear)]
+    copy_weights(model, lins)
+    return net, lins
+
+
+def copy_weights(model, linears):
+    """Give torch Linear layers the model's weights (torch stores W as (out, in) = our W.T)."""
     with torch.no_grad():
-        for lin, W, b in zip(lins, model.weights, model.biases, strict=True):
+        for lin, W, b in zip(linears, model.weights, model.biases, strict=True):
             lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
             lin.bias.copy_(torch.from_numpy(b.copy()))
-    return net, lins
