@@ -165,6 +165,7 @@ class _Run:
         name = settings["optimizer"]
         self.opt = OPTIMIZERS[name]
         self.opt_state = np.zeros((state_rows(name, settings["momentum"]), model._n_trainable), model.dtype)
+        self.opt_work = np.empty_like(self.opt_state)  # the kernels' copy, in their layout
         self.hyper = np.array([settings["momentum"], settings["nesterov"], settings["weight_decay"],
                                settings["beta1"], settings["beta2"], settings["eps"]], np.float64)
         self.step = 0
@@ -267,7 +268,7 @@ class _Run:
             losses, m._params, m._grads, self.ws, self.X, self.y_int, self.y_float, self.weights,
             order, bounds,
             lrs, m._layout, OUTPUTS[m.output], LOSSES[m.loss], m._n_trainable, self.bmax,
-            self.opt, self.opt_state, self.hyper, self.step, m._rates, m._running, self.dropout_seed)
+            self.opt, self.opt_state, self.opt_work, self.hyper, self.step, m._rates, m._running, self.dropout_seed)
         self.step += len(lrs)
         if not (np.isfinite(losses).all() and np.isfinite(m._params).all()):
             m._params[...], self.opt_state[...], m._running[...] = saved

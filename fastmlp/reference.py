@@ -155,9 +155,10 @@ def _optimizer_step(params, grads, state, hyper, opt, lr, step):
 
 
 def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
-                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0,
-                  rates, running, seed):
-    """Mini-batch training; the arguments are those of ``kernels.network.train_batches``."""
+                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, opt_work, hyper,
+                  step0, rates, running, seed):
+    """Mini-batch training; the arguments are those of ``kernels.network.train_batches``
+    (``ws`` and ``opt_work`` are unused here)."""
     layers = _layers(params, layout)
     grad_layers = _layers(grads, layout)
     for t in range(len(bounds) - 1):

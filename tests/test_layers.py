@@ -319,8 +319,11 @@ def _hidden_activations(model, X, training, seed=0, step=0):
     layer sees), read from the workspace (region 1 follows region 0 of bmax * n_inputs)."""
     bmax = X.shape[0]
     ws = model._workspace(bmax)
-    network.refresh_transposed(model._params, ws, model._layout, bmax)
-    network.forward_layers(model._params, ws, model._layout, bmax, bmax, model._rates,
+    params = model._params
+    if training:  # the training pass reads the weights transposed, as train_batches keeps them
+        params = np.empty_like(model._params)
+        network.to_transposed(params, model._params, model._layout)
+    network.forward_layers(params, ws, model._layout, bmax, bmax, model._rates,
                            model._running, training, seed, step, np.ascontiguousarray(X))
     width = model.layers[1]
     return ws[bmax * X.shape[1]:bmax * X.shape[1] + bmax * width].reshape(bmax, width).copy()

@@ -11,9 +11,10 @@ from numba import njit
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 # Below this many multiply-adds a loop runs on one thread. Starting and joining the thread pool
-# costs microseconds on a quiet machine and a whole scheduler time slice (milliseconds) when another
-# process holds a core; a million multiply-adds take ~30 us on one core, which bounds the loss.
-PARALLEL_MIN_WORK = 1 << 20
+# costs 1-2 us on a quiet machine (measured: an empty parallel loop) and a whole scheduler time
+# slice (milliseconds) when another process holds a core; 2^18 multiply-adds take ~3 us on one
+# core, so smaller loops gain nothing from a second thread.
+PARALLEL_MIN_WORK = 1 << 18
 
 JIT = dict(cache=True, fastmath=FASTMATH)
 

@@ -18,16 +18,21 @@ flat buffer, carved into views (``workspace_size`` gives its length for a larges
     region L          (bmax, fan_out[L-1]) the network's output
     delta_a, delta_b  (bmax, widest)       dL/dz of the layer being back-propagated, ping-ponged
     sample_loss       (bmax,)              each sample's loss
-    WT_l              (fan_out, fan_in)    each layer's weights transposed, for the blocked forward
-                                           pass; refreshed from params after every update
+    work              (P,)                 the parameters while ``train_batches`` runs (below)
     per EXTRAS layer  y, zhat, fy, dskip, dy (bmax, fan_out) and mean, inv_std (fan_out,)
+
+Training works on the transposed layout: ``train_batches`` copies params into ``work`` with every
+weight matrix transposed to (fan_out, fan_in) (``to_transposed``), trains there, and copies back
+once at the end, so no step pays for a transpose (see ``dense.py`` for why this layout suits all
+three products). Gradients and optimizer state use the same layout while training. Prediction reads
+params as they are.
 """
 
 from numba import njit, prange
 
 from .activations import IDENTITY
 from .config import JIT, PARALLEL_MIN_WORK, jit_pair
-from .dense import BLOCKED_MIN_ROWS, dense_backward, dense_forward, transpose
+from .dense import dense_backward, dense_forward, dense_infer, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import optimizer_step
 from .output import output_forward, output_loss_backward
@@ -44,9 +49,22 @@ AUX_VECTORS = 2   # mean, inv_std
 def workspace_size(layout, bmax):
     """Length of the flat workspace for batches of at most ``bmax`` samples."""
     widths = [int(r[FAN_IN]) for r in layout] + [int(layout[-1][FAN_OUT])]
-    n_weights = sum(int(r[FAN_IN]) * int(r[FAN_OUT]) for r in layout)
     aux = sum((AUX_MATRICES * bmax + AUX_VECTORS) * int(r[FAN_OUT]) for r in layout if r[FLAGS] & EXTRAS)
-    return bmax * (sum(widths) + 2 * max(widths) + 1) + n_weights + aux
+    return bmax * (sum(widths) + 2 * max(widths) + 1) + int(n_params(layout)) + aux
+
+
+@njit(inline="always", **JIT)
+def n_params(layout):
+    """Length of the flat parameter buffer: the last layer's biases come last."""
+    L = layout.shape[0]
+    return layout[L - 1, B_OFF] + layout[L - 1, FAN_OUT]
+
+
+@njit(inline="always", **JIT)
+def _n_weights(layout):
+    """Length of the weight matrices, which come first in params."""
+    L = layout.shape[0]
+    return layout[L - 1, W_OFF] + layout[L - 1, FAN_IN] * layout[L - 1, FAN_OUT]
 
 
 @njit(inline="always", **JIT)
@@ -89,20 +107,18 @@ def _sample_loss(ws, layout, bmax, rows):
 
 
 @njit(inline="always", **JIT)
-def _weights_t(ws, layout, bmax, l):
-    """View of WT_l, layer l's weights transposed, shape (fan_out, fan_in)."""
+def _work(ws, layout, bmax):
+    """View of ``work``, the parameters in the transposed layout, shape (P,)."""
     start, widest = _scratch_start(layout, bmax)
-    start += 2 * bmax * widest + bmax + layout[l, W_OFF]  # weights come first in params
-    I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
-    return ws[start:start + I * O].reshape((O, I))
+    start += 2 * bmax * widest + bmax
+    return ws[start:start + n_params(layout)]
 
 
 @njit(inline="always", **JIT)
 def _aux_start(layout, bmax, l):
     """Offset in ws of layer l's extras buffers."""
-    L = layout.shape[0]
     start, widest = _scratch_start(layout, bmax)
-    start += 2 * bmax * widest + bmax + layout[L - 1, W_OFF] + layout[L - 1, FAN_IN] * layout[L - 1, FAN_OUT]
+    start += 2 * bmax * widest + bmax + n_params(layout)
     for m in range(l):
         if layout[m, FLAGS] & EXTRAS:
             start += (AUX_MATRICES * bmax + AUX_VECTORS) * layout[m, FAN_OUT]
@@ -139,14 +155,6 @@ def _running(running, layout, l):
     return running[0, off:off + O], running[1, off:off + O]
 
 
-@njit(**JIT)
-def refresh_transposed(params, ws, layout, bmax):
-    """WT_l <- W_l.T for every layer (after the weights changed)."""
-    for l in range(layout.shape[0]):
-        W, _ = _weights(params, layout, l)
-        transpose(_weights_t(ws, layout, bmax, l), W)
-
-
 @njit(inline="always", **JIT)
 def _weights(params, layout, l):
     """(W, b) of layer l as views into the flat parameter buffer: W (fan_in, fan_out), b (fan_out,)."""
@@ -154,6 +162,39 @@ def _weights(params, layout, l):
     W = params[layout[l, W_OFF]:layout[l, W_OFF] + I * O].reshape((I, O))
     b = params[layout[l, B_OFF]:layout[l, B_OFF] + O]
     return W, b
+
+
+@njit(inline="always", **JIT)
+def _weights_t(work, layout, l):
+    """(WT, b) of layer l in the transposed layout: WT (fan_out, fan_in), b (fan_out,)."""
+    I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
+    WT = work[layout[l, W_OFF]:layout[l, W_OFF] + I * O].reshape((O, I))
+    b = work[layout[l, B_OFF]:layout[l, B_OFF] + O]
+    return WT, b
+
+
+@njit(**JIT)
+def to_transposed(dst, src, layout):
+    """dst <- src with every weight matrix transposed to (fan_out, fan_in); the rest (batch-norm
+    parameters, biases) copied. src, dst (N,) with N >= the weights' length: a parameter buffer,
+    its gradient, or a row of optimizer state (which may stop before bias-free biases)."""
+    for l in range(layout.shape[0]):
+        W, _ = _weights(src, layout, l)
+        WT, _ = _weights_t(dst, layout, l)
+        transpose(WT, W)
+    n = _n_weights(layout)
+    dst[n:] = src[n:]
+
+
+@njit(**JIT)
+def from_transposed(dst, src, layout):
+    """The inverse of ``to_transposed``."""
+    for l in range(layout.shape[0]):
+        WT, _ = _weights_t(src, layout, l)
+        W, _ = _weights(dst, layout, l)
+        transpose(W, WT)
+    n = _n_weights(layout)
+    dst[n:] = src[n:]
 
 
 def _gather_rows(dst, src, idx):
@@ -174,17 +215,27 @@ def gather_rows(dst, src, idx):
 
 
 @njit(**JIT)
+def _dense(out, inp, params, layout, l, act, training):
+    """out = act(inp @ W_l + b_l): params in the transposed layout when training, else as stored."""
+    if training:
+        WT, b = _weights_t(params, layout, l)
+        dense_forward(out, inp, WT, b, act)
+    else:
+        W, b = _weights(params, layout, l)
+        dense_infer(out, inp, W, b, act)
+
+
+@njit(**JIT)
 def layer_forward(params, ws, layout, bmax, rows, l, inp, rates, running, training, seed, step):
-    """Layer l: from its input inp (rows, fan_in) into activation region l + 1."""
-    W, b = _weights(params, layout, l)
-    WT = _weights_t(ws, layout, bmax, l)
+    """Layer l: from its input inp (rows, fan_in) into activation region l + 1. When training,
+    params is in the transposed layout (``work``)."""
     out = _region(ws, layout, bmax, l + 1, rows)
     flags = layout[l, FLAGS]
     if not flags & EXTRAS:
-        dense_forward(out, inp, W, WT, b, layout[l, ACT])
+        _dense(out, inp, params, layout, l, layout[l, ACT], training)
         return
     y = _aux(ws, layout, bmax, l, 0, rows)
-    dense_forward(y, inp, W, WT, b, IDENTITY)
+    _dense(y, inp, params, layout, l, IDENTITY, training)
     if flags & BATCHNORM:
         gamma, beta = _batchnorm_params(params, layout, l)
         running_mean, running_var = _running(running, layout, l)
@@ -199,8 +250,8 @@ def layer_forward(params, ws, layout, bmax, rows, l, inp, rates, running, traini
 def forward_layers(params, ws, layout, bmax, rows, rates, running, training, seed, step, X):
     """Run every layer on the input batch X (rows, fan_in[0]) — region 0 when training, rows of
     the caller's data when predicting; return the last layer's view (rows, K) holding
-    pre-activations z. ``training`` selects batch statistics and dropout; seed and step choose
-    dropout's masks."""
+    pre-activations z. ``training`` selects the transposed layout of params, batch statistics and
+    dropout; seed and step choose dropout's masks."""
     L = layout.shape[0]
     layer_forward(params, ws, layout, bmax, rows, 0, X, rates, running, training, seed, step)
     for l in range(1, L):
@@ -212,14 +263,14 @@ def forward_layers(params, ws, layout, bmax, rows, rates, running, training, see
 @njit(**JIT)
 def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step):
     """Back-propagate from delta_a (rows, K) = dL/dz of the last layer; write every layer's
-    gradients into ``grads`` (same layout as params)."""
+    gradients into ``grads``. params and grads are in the transposed layout."""
     L = layout.shape[0]
     which = 0
     for l in range(L - 1, -1, -1):
         I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
         flags = layout[l, FLAGS]
-        W, b = _weights(params, layout, l)
-        dW, db = _weights(grads, layout, l)
+        WT, _ = _weights_t(params, layout, l)
+        dWT, db = _weights_t(grads, layout, l)
         dout = _delta(ws, layout, bmax, which, rows, O)
         if flags & EXTRAS:  # dout holds dL/d(out): turn it into dL/dz of this layer's product
             dskip = _aux(ws, layout, bmax, l, 3, rows)
@@ -240,7 +291,7 @@ def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step):
         below_act = IDENTITY
         if l > 0 and not layout[l - 1, FLAGS] & EXTRAS:
             below_act = layout[l - 1, ACT]  # fused: dinp comes out as dL/dz of the layer below
-        dense_backward(dinp, dW, db, dout, _region(ws, layout, bmax, l, rows), W, below_act)
+        dense_backward(dinp, dWT, db, dout, _region(ws, layout, bmax, l, rows), WT, below_act)
         if flags & RESIDUAL:  # out = f(y) + inp: the gradient reaches inp directly as well
             for n in range(rows):
                 for k in range(I):
@@ -250,13 +301,13 @@ def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step):
 
 @njit(**JIT)
 def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
-                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0,
-                  rates, running, seed):
+                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, opt_work, hyper,
+                  step0, rates, running, seed):
     """Mini-batch training over a sequence of batches, all in one compiled call.
 
     batch_losses (T,)    out: each batch's mean loss, measured before its update
     params       (P,)    in/out: all weights and biases (see ``_weights``)
-    grads        (P,)    workspace: the current batch's gradient
+    grads        (P,)    out: the last batch's gradient, same layout
     ws                   workspace, ``workspace_size(layout, bmax)`` long
     X            (N, I0) inputs
     y_int        (N,)    integer labels (softmax + cross_entropy); y_float (N, K) otherwise
@@ -268,36 +319,40 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
                          stored after all weights, are not)
     opt, opt_state (S, n_trainable), hyper (6,), step0: the optimizer (see ``optim.py``) and the
                          number of updates it made before this call
+    opt_work     (S, n_trainable) workspace: opt_state in the transposed layout
     rates        (L,)    dropout rate of each layer
     running      (2, R)  batch normalization's running means and variances (updated)
     seed                 dropout's seed for this fit call (masks hash seed, step, layer, sample, unit)
     """
-    blocked = bmax >= BLOCKED_MIN_ROWS  # the blocked forward pass reads WT: keep it current
-    if blocked:
-        refresh_transposed(params, ws, layout, bmax)
+    work = _work(ws, layout, bmax)
+    to_transposed(work, params, layout)
+    for r in range(opt_state.shape[0]):
+        to_transposed(opt_work[r], opt_state[r], layout)
     for t in range(bounds.shape[0] - 1):
         idx = order[bounds[t]:bounds[t + 1]]
         rows = idx.shape[0]
         batch = _region(ws, layout, bmax, 0, rows)
         gather_rows(batch, X, idx)
         step = step0 + t + 1
-        z = forward_layers(params, ws, layout, bmax, rows, rates, running, True, seed, step, batch)
+        z = forward_layers(work, ws, layout, bmax, rows, rates, running, True, seed, step, batch)
         K = z.shape[1]
         delta = _delta(ws, layout, bmax, 0, rows, K)
         sample_loss = _sample_loss(ws, layout, bmax, rows)
         batch_losses[t] = output_loss_backward(delta, sample_loss, z, idx, y_int, y_float, weights,
                                                out_code, loss_code)
-        backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step)
-        optimizer_step(params[:n_trainable], grads[:n_trainable], opt_state, hyper, opt, lrs[t], step)
-        if blocked:
-            refresh_transposed(params, ws, layout, bmax)
+        backward_layers(grads, work, ws, layout, bmax, rows, rates, seed, step)
+        optimizer_step(work[:n_trainable], grads[:n_trainable], opt_work, hyper, opt, lrs[t], step)
+    from_transposed(params, work, layout)
+    for r in range(opt_state.shape[0]):
+        from_transposed(opt_state[r], opt_work[r], layout)
+    work[:] = grads  # (work is free again: the scratch for putting grads back in params' layout)
+    from_transposed(grads, work, layout)
 
 
 @njit(**JIT)
 def predict_batches(out, params, ws, X, layout, out_code, bmax, rates, running):
     """out (N, K) <- the network's outputs for X (N, I0), bmax rows at a time."""
     N = X.shape[0]
-    refresh_transposed(params, ws, layout, bmax)
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)
         z = forward_layers(params, ws, layout, bmax, hi - lo, rates, running, False, 0, 0, X[lo:hi])
