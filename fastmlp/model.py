@@ -208,6 +208,18 @@ class _Run:
         self.resumed_lr = state["epoch_lr"]
         return state["epoch"], best, state["batches_done"], state["partial_loss"]
 
+    def lrs_for(self, first, count, history):
+        """The learning rates of epochs first, ..., first + count - 1 (an array)."""
+        s = self.s
+        if s["schedule"] == "plateau":  # depends on each epoch's loss: epochs come one at a time
+            return np.array([self.lr_for(first + g, history) for g in range(count)])
+        epoch = np.arange(first, first + count)
+        if s["schedule"] == "step":
+            return s["lr"] * s["gamma"] ** (epoch // s["step_size"])
+        if s["schedule"] == "cosine":
+            return s["min_lr"] + (s["lr"] - s["min_lr"]) * (1 + np.cos(np.pi * epoch / s["epochs"])) / 2
+        return np.full(count, s["lr"], np.float64)
+
     def lr_for(self, epoch, history):
         """The learning rate of ``epoch`` under the schedule."""
         s = self.s
@@ -248,17 +260,26 @@ class _Run:
         losses = np.zeros(group * n_batches, np.float64)
         sizes = np.tile(np.diff(self.epoch_bounds), group)
         chunk = max(1, n_batches // 50) if (progress or interrupt) else group * n_batches
-        totals = [partial] + [0.0] * (group - 1)  # summed in batch order, so a resumed sum matches
         for t0 in range(skip, group * n_batches, chunk):
             t1 = min(t0 + chunk, group * n_batches)
             self._call(losses[t0:t1], order, bounds[t0:t1 + 1], step_lrs[t0:t1], history)
-            for t in range(t0, t1):
-                totals[t // n_batches] += float(losses[t]) * float(sizes[t])
-            if progress:  # with progress, each call holds one epoch: t1 batches are done
-                progress(first_epoch, t1, n_batches, totals[0] / float(sizes[:t1].sum()))
-            if interrupt is not None and t1 < n_batches and interrupt():
-                raise Interrupted(t1, totals[0])
-        return [total / n for total in totals]
+            if progress or interrupt is not None:  # (then each call holds part of one epoch)
+                done = self._summed(np.append(partial, losses[skip:t1] * sizes[skip:t1]))
+                if progress:
+                    progress(first_epoch, t1, n_batches, done / float(sizes[:t1].sum()))
+                if interrupt is not None and t1 < n_batches and interrupt():
+                    raise Interrupted(t1, done)
+        # Each epoch's loss x size, summed in batch order (after a resumed epoch's partial sum), so
+        # that a resumed epoch reports exactly the loss of the uninterrupted one.
+        weighted = (losses * sizes).reshape(group, n_batches)
+        weighted[0, :skip] = 0.0
+        weighted[0, 0] += partial
+        return np.cumsum(weighted, axis=1)[:, -1] / n
+
+    @staticmethod
+    def _summed(values):
+        """Sum in order (np.cumsum adds one term at a time; np.sum pairs them)."""
+        return float(np.cumsum(values)[-1])
 
     def _call(self, losses, order, bounds, lrs, history):
         """One engine call; on divergence, restore the weights from before it and raise."""
@@ -656,7 +677,7 @@ class Model:
             epoch, best, skip, partial = run.restore(_resume, history, X.shape[0])
         while epoch < epochs:
             group = 1 if per_epoch_work else min(max(1, GROUP_INDICES // len(train_rows)), epochs - epoch)
-            lrs = [run.lr_for(epoch + g, history) for g in range(group)] if not skip else [run.resumed_lr]
+            lrs = run.lrs_for(epoch, group, history) if not skip else np.array([run.resumed_lr])
             try:
                 losses = run.epochs(lrs, progress, epoch, history, interrupt, skip, partial)
             except Interrupted as stop:
@@ -664,10 +685,9 @@ class Model:
                          mid_epoch=(stop.batches_done, stop.partial, lrs[0]))
                 raise TrainingInterrupted(checkpoint, history) from None
             skip, partial = 0, 0.0
-            for loss, epoch_lr in zip(losses, lrs):
-                history.loss.append(loss)
-                history.lr.append(epoch_lr)
-                epoch += 1
+            history.loss.extend(losses.tolist())
+            history.lr.extend(np.asarray(lrs, np.float64).tolist())
+            epoch += len(losses)
             if track_grad_norms:
                 history.grad_norms.append([float(np.linalg.norm(W)) for W in self._views("weights", self._grads)])
             stop = False
