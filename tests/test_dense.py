@@ -1,0 +1,150 @@
+"""Each dense-layer kernel against a naive NumPy product (fastmlp/kernels/dense.py).
+
+The shapes cover every edge of the 4-row blocks and 4-term groups (sizes 1 to 9 and 17), the
+threaded and the single-threaded compilation of each loop (called directly, so small shapes run the
+threaded code too), both dtypes and every activation. The engine-level tests (test_gradients,
+test_engines, test_torch) check the same kernels again inside whole networks.
+"""
+
+import numpy as np
+import pytest
+
+from fastmlp.kernels import dense, network
+from fastmlp.kernels.activations import ACTIVATIONS
+
+SIZES = [(1, 1, 1), (3, 2, 5), (4, 4, 4), (5, 7, 3), (8, 9, 6), (17, 33, 10), (9, 8, 17)]
+TOL = {np.float64: 1e-12, np.float32: 2e-5}
+
+
+def _act(z, name):
+    return {"identity": z, "relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)),
+            "tanh": np.tanh(z)}[name]
+
+
+def _grad_from_output(a, name):
+    return {"identity": np.ones_like(a), "relu": (a > 0).astype(a.dtype), "sigmoid": a * (1 - a),
+            "tanh": 1 - a * a}[name]
+
+
+def _case(B, I, O, dtype, seed=0, sparse=False):
+    rng = np.random.default_rng(seed + 1000 * B + 100 * I + O)
+    inp = rng.standard_normal((B, I)).astype(dtype)
+    if sparse:  # exact zeros, as ReLU outputs and image borders have
+        inp[rng.random((B, I)) < 0.6] = 0
+    W = rng.standard_normal((I, O)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    dout = rng.standard_normal((B, O)).astype(dtype)
+    return inp, W, b, dout
+
+
+def _check(actual, expected, dtype):
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, rtol=TOL[dtype], atol=TOL[dtype] * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B,I,O", SIZES)
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_forward_and_infer_match_numpy(B, I, O, dtype, act):
+    inp, W, b, _ = _case(B, I, O, dtype, sparse=True)
+    expected = _act(inp.astype(np.float64) @ W + b, act)
+    for kernel in (dense._forward_mt, dense._forward_1t, dense.dense_forward):
+        out = np.full((B, O), np.nan, dtype)
+        kernel(out, inp, np.ascontiguousarray(W.T), b, ACTIVATIONS[act])
+        _check(out, expected, dtype)
+    for kernel in (dense._infer_mt, dense._infer_1t, dense.dense_infer):
+        out = np.full((B, O), np.nan, dtype)
+        kernel(out, inp, W, b, ACTIVATIONS[act])
+        _check(out, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B,I,O", SIZES)
+def test_backward_matches_numpy(B, I, O, dtype):
+    inp, W, _, dout = _case(B, I, O, dtype, seed=1, sparse=True)
+    for act in sorted(ACTIVATIONS):
+        a = _act(inp, act).astype(dtype)  # the layer's input is the layer below's output
+        WT = np.ascontiguousarray(W.T)
+        dWT_expected = dout.T.astype(np.float64) @ a
+        dinp_expected = (dout.astype(np.float64) @ WT) * _grad_from_output(a.astype(np.float64), act)
+        for grad, inp_grad in ((dense._weight_grad_mt, dense._input_grad_mt),
+                               (dense._weight_grad_1t, dense._input_grad_1t)):
+            dWT, db = np.full((O, I), np.nan, dtype), np.full(O, np.nan, dtype)
+            grad(dWT, db, dout, a)
+            _check(dWT, dWT_expected, dtype)
+            _check(db, dout.astype(np.float64).sum(axis=0), dtype)
+            dinp = np.full((B, I), np.nan, dtype)
+            inp_grad(dinp, dout, WT, a, ACTIVATIONS[act])
+            _check(dinp, dinp_expected, dtype)
+        dWT, db, dinp = np.full((O, I), np.nan, dtype), np.full(O, np.nan, dtype), np.full((B, I), np.nan, dtype)
+        dense.dense_backward(dinp, dWT, db, dout, a, WT, ACTIVATIONS[act])
+        _check(dWT, dWT_expected, dtype)
+        _check(dinp, dinp_expected, dtype)
+        # the first layer: no input gradient asked for, none written
+        untouched = np.full((B, I), 7.0, dtype)
+        dense.dense_backward(untouched[:0], dWT, db, dout, a, WT, ACTIVATIONS[act])
+        assert (untouched == 7.0).all()
+
+
+def test_threaded_and_single_threaded_kernels_agree_bit_for_bit():
+    """Each row's sums run in an order the code fixes, whoever computes the row."""
+    inp, W, b, dout = _case(37, 50, 23, np.float32, seed=3, sparse=True)
+    WT = np.ascontiguousarray(W.T)
+    results = []
+    for fwd, inf, grad, inp_grad in ((dense._forward_mt, dense._infer_mt, dense._weight_grad_mt, dense._input_grad_mt),
+                                     (dense._forward_1t, dense._infer_1t, dense._weight_grad_1t, dense._input_grad_1t)):
+        out, out2 = np.empty((37, 23), np.float32), np.empty((37, 23), np.float32)
+        fwd(out, inp, WT, b, 1)
+        inf(out2, inp, W, b, 1)
+        dWT, db, dinp = np.empty((23, 50), np.float32), np.empty(23, np.float32), np.empty((37, 50), np.float32)
+        grad(dWT, db, dout, inp)
+        inp_grad(dinp, dout, WT, inp, 1)
+        results.append((out, out2, dWT, db, dinp))
+    for a, b_ in zip(*results):
+        np.testing.assert_array_equal(a, b_)
+
+
+def test_nan_in_the_input_reaches_the_output():
+    """Divergence must stay visible: a NaN is never skipped as if it were a zero."""
+    inp, W, b, dout = _case(8, 8, 4, np.float64)
+    inp[5, 2] = np.nan
+    out = np.zeros((8, 4))
+    dense.dense_infer(out, inp, W, b, ACTIVATIONS["relu"])
+    assert np.isnan(out[5]).all() and np.isfinite(np.delete(out, 5, axis=0)).all()
+    dense.dense_forward(out, inp, np.ascontiguousarray(W.T), b, ACTIVATIONS["relu"])
+    assert np.isnan(out[5]).all() and np.isfinite(np.delete(out, 5, axis=0)).all()
+    dWT, db = np.zeros((4, 8)), np.zeros(4)
+    dense.dense_backward(np.zeros((8, 8)), dWT, db, dout, inp, np.ascontiguousarray(W.T), 0)
+    assert np.isnan(dWT[:, 2]).all() and np.isfinite(np.delete(dWT, 2, axis=1)).all()
+
+
+@pytest.mark.parametrize("M,N", [(1, 1), (3, 17), (16, 16), (33, 20), (784, 128), (10, 64)])
+def test_transpose(M, N):
+    src = np.random.default_rng(M * N).standard_normal((M, N))
+    for kernel in (dense._transpose_mt, dense._transpose_1t, dense.transpose):
+        dst = np.full((N, M), np.nan)
+        kernel(dst, src)
+        np.testing.assert_array_equal(dst, src.T)
+
+
+def test_to_and_from_the_transposed_layout():
+    """to_transposed turns every weight matrix of a flat buffer to (fan_out, fan_in) and copies the
+    rest; from_transposed undoes it exactly (also for optimizer-state rows without bias-free
+    biases)."""
+    from fastmlp import Model
+    model = Model([7, 5, 6, 3], batchnorm=True, seed=4, dtype=np.float64)
+    P = model._params.size
+    src = np.random.default_rng(5).standard_normal(P)
+    work = np.full(P, np.nan)
+    network.to_transposed(work, src, model._layout)
+    for l, row in enumerate(model._layout):
+        I, O, off = int(row[0]), int(row[1]), int(row[2])
+        np.testing.assert_array_equal(work[off:off + I * O].reshape(O, I), src[off:off + I * O].reshape(I, O).T)
+    n_weights = sum(int(r[0]) * int(r[1]) for r in model._layout)
+    np.testing.assert_array_equal(work[n_weights:], src[n_weights:])
+    back = np.full(P, np.nan)
+    network.from_transposed(back, work, model._layout)
+    np.testing.assert_array_equal(back, src)
+    shorter = np.full(n_weights + 2, np.nan)  # a state row that stops early
+    network.to_transposed(shorter, src[:n_weights + 2], model._layout)
+    np.testing.assert_array_equal(shorter, work[:n_weights + 2])
