@@ -12,8 +12,8 @@ Shapes, for a batch of B samples through a layer with I inputs and O outputs:
 Every product here is one of three loop shapes, and each pass picks the one whose operands are read
 along contiguous rows:
 
-* dot rows, C = A @ Bt.T (``_dot_rows``): each output is a dot product of two contiguous rows. A
-  tile of 4 x 2 outputs is held in 8 scalar accumulators, so every value loaded feeds 2 or 4
+* dot products, C = A @ Bt.T (``_dot_columns``): each output is a dot product of two contiguous
+  rows. A tile of 4 x 2 outputs is held in 8 scalar accumulators, so every value loaded feeds 2 or 4
   multiply-adds, and LLVM vectorises the shared inner loop over the reduction.
 * row combinations, C = A @ Bm (``_combine_rows``): row i of C is a weighted sum of rows of Bm.
   Four rows of C are updated together from four rows of Bm and a 4 x 4 block of A's coefficients
@@ -27,8 +27,8 @@ rows of WT, and the weight gradient dWT = dout.T @ inp is a sum of outer product
 as long as the layer's input (784 for an image). Prediction has no backward pass; it reads the
 Model's own W and combines rows of W, which is the fastest form of the forward product.
 
-Every loop that runs in parallel owns disjoint outputs (a block of rows of ``out``, ``dWT`` or
-``dinp``) and sums its reductions in an order fixed by the code, so results are bit-identical on
+Every loop that runs in parallel owns disjoint outputs (a block of units of ``out``, rows of ``dWT``
+or rows of ``dinp``) and sums its reductions in an order fixed by the code, so results are bit-identical on
 any number of threads. Loops run on one thread below ``PARALLEL_MIN_WORK`` multiply-adds (see
 ``jit_pair``).
 """
@@ -39,6 +39,7 @@ from .activations import activate, activation_grad
 from .config import JIT, PARALLEL_MIN_WORK, jit_pair
 
 TILE = 4  # rows of C computed together by every product below
+COLUMNS = 8  # output units per parallel block of the training forward pass
 
 
 # ---- the three products, four rows of C at a time ----------------------------------------------
@@ -54,45 +55,53 @@ def _dot(a, b):
 
 
 @njit(inline="always", **JIT)
-def _dot_rows(C, A, Bt, i):
-    """C[i:i+4, :] = A[i:i+4, :] @ Bt.T  (fewer rows when fewer remain).
+def _dot_tile(C, A, Bt, i, j):
+    """C[i:i+4, j:j+2] = A[i:i+4, :] @ Bt[j:j+2, :].T
 
-    C (M, N), A (M, K), Bt (N, K), K >= 1. A 4 x 2 tile of C is 8 running sums over k: each step
+    C (M, N), A (M, K), Bt (N, K), K >= 1. The 4 x 2 tile is 8 running sums over k: each step
     loads 4 values of A and 2 of Bt and does 8 multiply-adds.
     """
-    M, N = C.shape
     K = A.shape[1]
-    if i + TILE > M:
-        for r in range(i, M):
-            for j in range(N):
-                C[r, j] = _dot(A[r], Bt[j])
-        return
     a0, a1, a2, a3 = A[i], A[i + 1], A[i + 2], A[i + 3]
-    j = 0
-    while j + 2 <= N:
-        b0, b1 = Bt[j], Bt[j + 1]
-        s00, s01 = a0[0] * b0[0], a0[0] * b1[0]
-        s10, s11 = a1[0] * b0[0], a1[0] * b1[0]
-        s20, s21 = a2[0] * b0[0], a2[0] * b1[0]
-        s30, s31 = a3[0] * b0[0], a3[0] * b1[0]
-        for k in range(1, K):
-            x0, x1 = b0[k], b1[k]
-            s00 += a0[k] * x0
-            s01 += a0[k] * x1
-            s10 += a1[k] * x0
-            s11 += a1[k] * x1
-            s20 += a2[k] * x0
-            s21 += a2[k] * x1
-            s30 += a3[k] * x0
-            s31 += a3[k] * x1
-        C[i, j], C[i, j + 1] = s00, s01
-        C[i + 1, j], C[i + 1, j + 1] = s10, s11
-        C[i + 2, j], C[i + 2, j + 1] = s20, s21
-        C[i + 3, j], C[i + 3, j + 1] = s30, s31
-        j += 2
-    if j < N:  # an odd last column
-        for r in range(TILE):
-            C[i + r, j] = _dot(A[i + r], Bt[j])
+    b0, b1 = Bt[j], Bt[j + 1]
+    s00, s01 = a0[0] * b0[0], a0[0] * b1[0]
+    s10, s11 = a1[0] * b0[0], a1[0] * b1[0]
+    s20, s21 = a2[0] * b0[0], a2[0] * b1[0]
+    s30, s31 = a3[0] * b0[0], a3[0] * b1[0]
+    for k in range(1, K):
+        x0, x1 = b0[k], b1[k]
+        s00 += a0[k] * x0
+        s01 += a0[k] * x1
+        s10 += a1[k] * x0
+        s11 += a1[k] * x1
+        s20 += a2[k] * x0
+        s21 += a2[k] * x1
+        s30 += a3[k] * x0
+        s31 += a3[k] * x1
+    C[i, j], C[i, j + 1] = s00, s01
+    C[i + 1, j], C[i + 1, j + 1] = s10, s11
+    C[i + 2, j], C[i + 2, j + 1] = s20, s21
+    C[i + 3, j], C[i + 3, j + 1] = s30, s31
+
+
+@njit(inline="always", **JIT)
+def _dot_columns(C, A, Bt, j0, j1):
+    """C[:, j0:j1] = A @ Bt[j0:j1, :].T, in 4 x 2 tiles (single rows and columns at the edges).
+
+    C (M, N), A (M, K), Bt (N, K): each output is the dot product of a row of A and a row of Bt.
+    """
+    M = C.shape[0]
+    M4 = M - M % TILE
+    j2 = j1 - (j1 - j0) % 2
+    for i in range(0, M4, TILE):
+        for j in range(j0, j2, 2):
+            _dot_tile(C, A, Bt, i, j)
+    for j in range(j2, j1):  # an odd last column
+        for r in range(M4):
+            C[r, j] = _dot(A[r], Bt[j])
+    for r in range(M4, M):  # the last M % 4 rows
+        for j in range(j0, j1):
+            C[r, j] = _dot(A[r], Bt[j])
 
 
 @njit(inline="always", **JIT)
@@ -171,13 +180,17 @@ def _outer_rows(C, A, Bm, i):
 
 
 def _forward(out, inp, WT, b, act):
-    """out (B, O) = f(inp (B, I) @ WT (O, I).T + b): a thread owns blocks of 4 rows of out."""
+    """out (B, O) = f(inp (B, I) @ WT (O, I).T + b): a thread owns blocks of 8 output units (columns
+    of out, rows of WT). Splitting by units rather than samples gives small batches work for every
+    thread, and each thread reads only its own rows of WT: the rows whose gradient it computes too
+    (``_weight_grad`` splits the same way), so they stay in its cache."""
     B, O = out.shape
-    for blk in prange((B + TILE - 1) // TILE):
-        i = blk * TILE
-        _dot_rows(out, inp, WT, i)
-        for r in range(i, min(i + TILE, B)):
-            for j in range(O):
+    for blk in prange((O + COLUMNS - 1) // COLUMNS):
+        j0 = blk * COLUMNS
+        j1 = min(j0 + COLUMNS, O)
+        _dot_columns(out, inp, WT, j0, j1)
+        for r in range(B):
+            for j in range(j0, j1):
                 out[r, j] = activate(out[r, j] + b[j], act)
 
 

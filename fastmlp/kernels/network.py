@@ -326,6 +326,8 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
     """
     work = _work(ws, layout, bmax)
     to_transposed(work, params, layout)
+    # threaded updates when the first layer's products are threaded (see ``optimizer_step``)
+    parallel_update = bmax * layout[0, FAN_IN] * layout[0, FAN_OUT] >= PARALLEL_MIN_WORK
     for r in range(opt_state.shape[0]):
         to_transposed(opt_work[r], opt_state[r], layout)
     for t in range(bounds.shape[0] - 1):
@@ -341,7 +343,8 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
         batch_losses[t] = output_loss_backward(delta, sample_loss, z, idx, y_int, y_float, weights,
                                                out_code, loss_code)
         backward_layers(grads, work, ws, layout, bmax, rows, rates, seed, step)
-        optimizer_step(work[:n_trainable], grads[:n_trainable], opt_work, hyper, opt, lrs[t], step)
+        optimizer_step(work[:n_trainable], grads[:n_trainable], opt_work, hyper, opt, lrs[t], step,
+                       parallel_update)
     from_transposed(params, work, layout)
     for r in range(opt_state.shape[0]):
         from_transposed(opt_state[r], opt_work[r], layout)

@@ -20,7 +20,7 @@ import math
 
 from numba import njit, prange
 
-from .config import JIT, PARALLEL_MIN_WORK, jit_pair
+from .config import JIT, jit_pair
 
 SGD = 0
 ADAM = 1
@@ -78,9 +78,11 @@ _adam_mt, _adam_1t = jit_pair(_adam)
 
 
 @njit(**JIT)
-def optimizer_step(params, grads, state, hyper, opt, lr, step):
-    """Update params in place from grads with optimizer ``opt`` (see the module docstring)."""
-    parallel = params.shape[0] * 8 >= PARALLEL_MIN_WORK
+def optimizer_step(params, grads, state, hyper, opt, lr, step, parallel):
+    """Update params in place from grads with optimizer ``opt`` (see the module docstring), on all
+    threads if ``parallel``. The caller decides: a thread that updates weights another thread
+    computed pulls them across caches, which costs more than the update when the layers
+    themselves run on one thread."""
     if opt == SGD:
         if parallel:
             _sgd_mt(params, grads, state, hyper, lr)
