@@ -34,8 +34,11 @@ STEPS = 20
 # (id, optimizer, fit options, learning rate, the options with the tested feature taken away:
 #  training with those must land measurably elsewhere, so each comparison can fail)
 CASES = [
-    ("sgd-momentum", "sgd", dict(momentum=0.9), 0.05, dict()),
-    ("sgd-nesterov", "sgd", dict(momentum=0.9, nesterov=True), 0.05, dict(momentum=0.9)),
+    # (lr 0.02 with momentum 0.9: at 0.05, a float32 ReLU pre-activation of the article network
+    # lands within rounding of 0 at step 9, so its sign, and everything after, depends on the order
+    # of a sum: two correct float32 programs then part ways. Measured: 0.02 keeps every step clear.)
+    ("sgd-momentum", "sgd", dict(momentum=0.9), 0.02, dict()),
+    ("sgd-nesterov", "sgd", dict(momentum=0.9, nesterov=True), 0.02, dict(momentum=0.9)),
     ("sgd-weight-decay", "sgd", dict(weight_decay=0.05), 0.1, dict()),
     ("sgd-momentum-weight-decay", "sgd", dict(momentum=0.8, weight_decay=0.02), 0.05,
      dict(momentum=0.8)),

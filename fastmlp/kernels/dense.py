@@ -18,8 +18,8 @@ along contiguous rows:
 * row combinations, C = A @ Bm (``_combine_rows``): row i of C is a weighted sum of rows of Bm.
   Four rows of C are updated together from four rows of Bm and a 4 x 4 block of A's coefficients
   (16 scalars held in registers): 16 multiply-adds per element for 8 loads and 4 stores.
-* outer products, C = A.T @ Bm (``_outer_rows``): the same update, with the 4 x 4 block taken from
-  A transposed. Used for the weight gradient, whose sum runs over the samples.
+* outer products, C = A.T @ Bm (``_combine_rows`` of A.T): the same update, with the 4 x 4 block
+  taken from A transposed. Used for the weight gradient, whose sum runs over the samples.
 
 Training reads and writes the transposed weights WT, which makes all three passes fast without a
 per-step copy: the forward pass is dot rows of inp and WT, the input gradient dout @ WT combines
@@ -137,6 +137,8 @@ def _combine_rows(C, A, Bm, i):
     """C[i:i+4, :] = A[i:i+4, :] @ Bm  (fewer rows when fewer remain).
 
     C (M, K), A (M, S), Bm (S, K): row r of C is the combination of Bm's rows with weights A[r, :].
+    Given A = D.T (a transposed view), this is the outer-product form D.T @ Bm: a sum over s of
+    D[s, i:i+4] times Bm[s, :].
     """
     M, S = C.shape[0], A.shape[1]
     if i + TILE > M:
@@ -152,28 +154,6 @@ def _combine_rows(C, A, Bm, i):
     for r in range(i, i + TILE):  # the last S % 4 terms
         for t in range(S4, S):
             _add_row(C[r], A[r, t], Bm[t])
-
-
-@njit(inline="always", **JIT)
-def _outer_rows(C, A, Bm, i):
-    """C[i:i+4, :] = A[:, i:i+4].T @ Bm  (fewer rows when fewer remain).
-
-    C (M, K), A (S, M), Bm (S, K): a sum of S outer products, A[s, i:i+4] times Bm[s, :].
-    """
-    M, S = C.shape[0], A.shape[0]
-    if i + TILE > M:
-        for r in range(i, M):
-            C[r, :] = 0
-            for t in range(S):
-                _add_row(C[r], A[t, r], Bm[t])
-        return
-    C[i:i + TILE] = 0
-    S4 = S - S % 4
-    for s in range(0, S4, 4):
-        _add_4x4(C, i, Bm, s, A[s:s + 4, i:i + 4].T)
-    for r in range(i, i + TILE):  # the last S % 4 terms
-        for t in range(S4, S):
-            _add_row(C[r], A[t, r], Bm[t])
 
 
 # ---- the layer passes, each a loop over disjoint blocks of 4 rows ------------------------------
@@ -211,7 +191,7 @@ def _weight_grad(dWT, db, dout, inp):
     B, O = dout.shape
     for blk in prange((O + TILE - 1) // TILE):
         j = blk * TILE
-        _outer_rows(dWT, dout, inp, j)
+        _combine_rows(dWT, dout.T, inp, j)  # outer products: dout[n, j:j+4] times inp[n, :]
         for u in range(j, min(j + TILE, O)):
             s = dout[0, u]
             for n in range(1, B):
@@ -231,15 +211,24 @@ def _input_grad(dinp, dout, WT, inp, inp_act):
 
 
 def _transpose(dst, src):
-    """dst (N, M) = src (M, N).T, in 16 x 16 tiles (each read and written in cache lines); a thread
-    owns a band of 16 rows of src, so the columns it writes are its own."""
+    """dst (N, M) = src (M, N).T, in 16 x 16 tiles (each read and written a cache line at a time; the
+    fixed trip counts let the compiler unroll them); a thread owns a band of 16 rows of src, so the
+    columns of dst it writes are its own."""
     M, N = src.shape
+    N16 = N - N % 16
     for band in prange((M + 15) // 16):
         r0 = band * 16
-        r1 = min(r0 + 16, M)
-        for c0 in range(0, N, 16):
-            for c in range(c0, min(c0 + 16, N)):
-                for r in range(r0, r1):
+        if r0 + 16 <= M:
+            for c0 in range(0, N16, 16):
+                for c in range(16):
+                    for r in range(16):
+                        dst[c0 + c, r0 + r] = src[r0 + r, c0 + c]
+            for c in range(N16, N):
+                for r in range(16):
+                    dst[c, r0 + r] = src[r0 + r, c]
+        else:  # the last M % 16 rows
+            for c in range(N):
+                for r in range(r0, M):
                     dst[c, r] = src[r, c]
 
 

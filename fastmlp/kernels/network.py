@@ -156,45 +156,51 @@ def _running(running, layout, l):
 
 
 @njit(inline="always", **JIT)
+def _matrix_and_bias(buf, layout, l, rows, cols):
+    """Layer l's weight matrix as a (rows, cols) view into a flat buffer, and its biases (fan_out,)."""
+    W = buf[layout[l, W_OFF]:layout[l, W_OFF] + rows * cols].reshape((rows, cols))
+    b = buf[layout[l, B_OFF]:layout[l, B_OFF] + layout[l, FAN_OUT]]
+    return W, b
+
+
+@njit(inline="always", **JIT)
 def _weights(params, layout, l):
     """(W, b) of layer l as views into the flat parameter buffer: W (fan_in, fan_out), b (fan_out,)."""
-    I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
-    W = params[layout[l, W_OFF]:layout[l, W_OFF] + I * O].reshape((I, O))
-    b = params[layout[l, B_OFF]:layout[l, B_OFF] + O]
-    return W, b
+    return _matrix_and_bias(params, layout, l, layout[l, FAN_IN], layout[l, FAN_OUT])
 
 
 @njit(inline="always", **JIT)
 def _weights_t(work, layout, l):
     """(WT, b) of layer l in the transposed layout: WT (fan_out, fan_in), b (fan_out,)."""
-    I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
-    WT = work[layout[l, W_OFF]:layout[l, W_OFF] + I * O].reshape((O, I))
-    b = work[layout[l, B_OFF]:layout[l, B_OFF] + O]
-    return WT, b
+    return _matrix_and_bias(work, layout, l, layout[l, FAN_OUT], layout[l, FAN_IN])
+
+
+@njit(**JIT)
+def _convert(dst, src, layout, to_transposed):
+    """dst <- src, every weight matrix transposed: (fan_in, fan_out) -> (fan_out, fan_in) if
+    to_transposed, else back; the rest (batch-norm parameters, biases) copied."""
+    for l in range(layout.shape[0]):
+        W, _ = _weights(src if to_transposed else dst, layout, l)
+        WT, _ = _weights_t(dst if to_transposed else src, layout, l)
+        if to_transposed:
+            transpose(WT, W)
+        else:
+            transpose(W, WT)
+    n = _n_weights(layout)
+    dst[n:] = src[n:]
 
 
 @njit(**JIT)
 def to_transposed(dst, src, layout):
-    """dst <- src with every weight matrix transposed to (fan_out, fan_in); the rest (batch-norm
-    parameters, biases) copied. src, dst (N,) with N >= the weights' length: a parameter buffer,
-    its gradient, or a row of optimizer state (which may stop before bias-free biases)."""
-    for l in range(layout.shape[0]):
-        W, _ = _weights(src, layout, l)
-        WT, _ = _weights_t(dst, layout, l)
-        transpose(WT, W)
-    n = _n_weights(layout)
-    dst[n:] = src[n:]
+    """dst <- src in the transposed layout. src, dst (N,) with N >= the weights' length: a parameter
+    buffer, its gradient, or a row of optimizer state (which may stop before bias-free biases)."""
+    _convert(dst, src, layout, True)
 
 
 @njit(**JIT)
 def from_transposed(dst, src, layout):
     """The inverse of ``to_transposed``."""
-    for l in range(layout.shape[0]):
-        WT, _ = _weights_t(src, layout, l)
-        W, _ = _weights(dst, layout, l)
-        transpose(W, WT)
-    n = _n_weights(layout)
-    dst[n:] = src[n:]
+    _convert(dst, src, layout, False)
 
 
 def _gather_rows(dst, src, idx):
