@@ -323,7 +323,8 @@ def _hidden_activations(model, X, training, seed=0, step=0):
     if training:  # the training pass reads the weights transposed, as train_batches keeps them
         params = np.empty_like(model._params)
         network.to_transposed(params, model._params, model._layout)
-    network.forward_layers(params, ws, model._layout, bmax, bmax, model._rates,
+    weights = params[:0] if training else params  # (empty: read WT from params)
+    network.forward_layers(params, weights, ws, model._layout, bmax, bmax, model._rates,
                            model._running, training, seed, step, np.ascontiguousarray(X))
     width = model.layers[1]
     return ws[bmax * X.shape[1]:bmax * X.shape[1] + bmax * width].reshape(bmax, width).copy()
