@@ -117,8 +117,9 @@ FIT_PARAMS = {
     "track_grad_norms": OneOf((True, False)),
 }
 
-# Largest batch of rows pushed through the network at once by predict_proba.
-PREDICT_ROWS = 256
+# Largest batch of rows pushed through the network at once by predict_proba (measured on the seed
+# network, 10,000 rows: 15.7 ms in chunks of 256, 14.9 in chunks of 512, no better beyond).
+PREDICT_ROWS = 512
 # When fit has no per-epoch callback, whole epochs are grouped into one compiled call of at most
 # this many sample indices (the seed XOR run's 10,000 epochs become a single call).
 GROUP_INDICES = 1 << 20
