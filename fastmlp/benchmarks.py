@@ -40,8 +40,8 @@ update (2 FLOP per parameter per step) is not counted; it matters only at tiny b
 ``np.matmul`` rate of two 2048 x 2048 matrices of the workload's dtype, measured in the same run
 (float32 for training and inference, float64 for XOR, whose tiny matrices reach a negligible share).
 
-Timing: each case gets one warm-up call, then ``repeat`` timed runs, each after ``setup()``; the
-reported time is the best. PyTorch runs on as many threads as Numba (``torch.set_num_threads``).
+Timing: each case gets one warm-up call, then ``repeat`` timed runs, each after ``setup()``, with
+the engines of a workload taking turns (``time_cases``); the reported time is the best. PyTorch runs on as many threads as Numba (``torch.set_num_threads``).
 """
 
 from __future__ import annotations
@@ -445,25 +445,40 @@ def inference_case(engine: str, rows: int = INFERENCE_ROWS) -> Case:
 
 # ---- timing -----------------------------------------------------------------------------------
 
-def time_case(case: Case, repeat: int = 3) -> dict:
-    """Warm up once (timed separately: compilation or cache loading for Numba), then ``repeat``
-    runs, each after ``setup()``. Returns first_call_s, times (seconds of each run), best_s.
-    The garbage collector runs once before the warm-up (a collection costs ~0.1 s once torch is
-    loaded), and stays enabled, as in ordinary use."""
+def time_cases(cases: dict, repeat: int = 3) -> dict:
+    """Time several engines' cases of one workload: {engine: case} -> {engine: dict(first_call_s,
+    times, best_s)}.
+
+    Each case is warmed up once (timed separately: compilation or cache loading for Numba); then
+    ``repeat`` rounds run every case once each, after its ``setup()``, in turn. Interleaving the
+    engines means that a slow spell of the machine (another tenant, a frequency change) falls on
+    all of them rather than on whichever engine happened to run then, so the ratios hold better
+    than their absolute times. The garbage collector runs once before the warm-ups (a collection
+    costs ~0.1 s once torch is loaded), and stays enabled, as in ordinary use.
+    """
     if repeat < 1:
         raise FastMLPError(f"repeat must be at least 1, got {repeat}")
-    case.setup()
     gc.collect()
-    t0 = time.perf_counter()
-    case.warmup()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeat):
+    out = {}
+    for name, case in cases.items():
         case.setup()
         t0 = time.perf_counter()
-        case.run()
-        times.append(time.perf_counter() - t0)
-    return dict(first_call_s=first, times=times, best_s=min(times))
+        case.warmup()
+        out[name] = dict(first_call_s=time.perf_counter() - t0, times=[])
+    for _ in range(repeat):
+        for name, case in cases.items():
+            case.setup()
+            t0 = time.perf_counter()
+            case.run()
+            out[name]["times"].append(time.perf_counter() - t0)
+    for timing in out.values():
+        timing["best_s"] = min(timing["times"])
+    return out
+
+
+def time_case(case: Case, repeat: int = 3) -> dict:
+    """``time_cases`` for a single case."""
+    return time_cases({"case": case}, repeat)["case"]
 
 
 def measure_peak(n: int = 2048, repeat: int = 5, dtype=np.float32) -> dict:
@@ -610,15 +625,15 @@ def run_all(quick: bool = False, engines=ENGINES, batch_sizes=BATCH_SIZES, repea
             if kind == "xor" else list(engines)
         for desc, build in _workload_cases(kind, engines, batch_sizes, cfg, quick, train_samples):
             entry = dict(desc, engines={})
+            cases = {}
             for e in kind_engines:
-                say(f"{desc['name']}: {e}")
                 try:
-                    case = build(e)
+                    cases[e] = build(e)
                 except EngineUnavailable as exc:
                     entry["engines"][e] = dict(available=False, reason=str(exc))
-                    continue
-                t = time_case(case, repeat)
-                best = t["best_s"]
+            say(f"{desc['name']}: {', '.join(cases)}")
+            for e, t in time_cases(cases, repeat).items():
+                case, best = cases[e], t["best_s"]
                 entry["engines"][e] = dict(
                     available=True,
                     seconds=best * case.scale,
@@ -629,7 +644,8 @@ def run_all(quick: bool = False, engines=ENGINES, batch_sizes=BATCH_SIZES, repea
                     gflops=case.flops / best / 1e9,
                     pct_peak=100.0 * case.flops / best / 1e9 / peak[case.dtype]["gflops"],
                 )
-                del case
+            entry["engines"] = {e: entry["engines"][e] for e in kind_engines if e in entry["engines"]}
+            del cases
             for e, r in entry["engines"].items():
                 if r["available"]:
                     r["ratio"] = {o: (r["seconds"] / ro["seconds"] if ro["available"] else None)
@@ -668,8 +684,8 @@ def format_table(results: dict) -> str:
             f"{name} {p['gflops']:.1f} GFLOP/s ({p['n']}x{p['n']}, best of {p['repeat']})"
             for name, p in peak.items()),
         f"data: {cfg['data']}" + ("   [QUICK run: tiny sizes, not representative]" if cfg["quick"] else ""),
-        f"best of {cfg['repeat']} runs after one warm-up call; 'first call' = that warm-up "
-        "(for numba: JIT compilation or loading its cache); t/X = seconds / seconds of engine X "
+        f"best of {cfg['repeat']} runs (engines taking turns) after one warm-up call; "
+        "'first call' = that warm-up (for numba: JIT compilation or loading its cache); t/X = seconds / seconds of engine X "
         "(< 1: faster than X)",
         "",
     ]

@@ -460,12 +460,14 @@ def _read_inputs(path: Path) -> np.ndarray:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
 @click.option("--quick", is_flag=True, help="small workloads, for a smoke test")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+              help="timed runs per engine and workload (the best is reported)")
 @threads_option
-def bench(as_json, quick, threads):
+def bench(as_json, quick, repeat, threads):
     """Time training and inference on every engine, and the machine's matmul peak."""
     _set_threads(threads)
     from .benchmarks import format_table, run_all
-    results = run_all(quick=quick, progress=lambda line: click.echo(line, err=True))
+    results = run_all(quick=quick, repeat=repeat, progress=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(results, indent=2) if as_json else format_table(results))
 
 
