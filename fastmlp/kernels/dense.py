@@ -84,7 +84,7 @@ def _dot_tile(C, A, Bt, i, j):
     C[i + 3, j], C[i + 3, j + 1] = s30, s31
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _dot_columns(C, A, Bt, j0, j1):
     """C[:, j0:j1] = A @ Bt[j0:j1, :].T, in 4 x 2 tiles (single rows and columns at the edges).
 
@@ -132,7 +132,7 @@ def _add_row(c, a, brow):
             c[k] += a * brow[k]
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _combine_rows(C, A, Bm, i):
     """C[i:i+4, :] = A[i:i+4, :] @ Bm  (fewer rows when fewer remain).
 

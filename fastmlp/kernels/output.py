@@ -35,7 +35,7 @@ MSE = 2
 LOSSES = {"cross_entropy": CROSS_ENTROPY, "binary_cross_entropy": BINARY_CROSS_ENTROPY, "mse": MSE}
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _output_row(out, n, out_code):
     """Turn the pre-activations out[n, :] into outputs, in place. Returns log(sum(exp(z - max z)))
     and max z for softmax (the cross-entropy needs them), zeros otherwise."""
@@ -120,7 +120,7 @@ def output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, weights, 
     return total / denom
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _loss_row(delta, sample_loss, out, idx, y_int, y_float, weights, denom, out_code, loss_code, n):
     """One sample of ``output_loss_backward``: scale = w_n / sum(w) turns sums into the mean."""
     K = out.shape[1]
