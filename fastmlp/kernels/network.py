@@ -221,7 +221,10 @@ _gather_rows_mt, _gather_rows_1t = jit_pair(_gather_rows)
 @njit(**JIT)
 def gather_rows(dst, src, idx):
     """dst[r, :] = src[idx[r], :] for r < len(idx).   dst (B, D), src (N, D), idx (B,)"""
-    if idx.shape[0] * src.shape[1] >= PARALLEL_MIN_WORK:
+    # A copied row mostly waits on memory (rows of X are scattered over the data set); two threads
+    # fetching rows overlap those waits. Measured (seed network, Fashion-MNIST): batch 16, 350-360
+    # instead of 367-388 ms per epoch; batch 64, 259-261 instead of 287-291.
+    if idx.shape[0] * src.shape[1] * 32 >= PARALLEL_MIN_WORK:
         _gather_rows_mt(dst, src, idx)
     else:
         _gather_rows_1t(dst, src, idx)
