@@ -445,7 +445,14 @@ def inference_case(engine: str, rows: int = INFERENCE_ROWS) -> Case:
 
 # ---- timing -----------------------------------------------------------------------------------
 
-def time_cases(cases: dict, repeat: int = 3) -> dict:
+# Pause before each timed run. After a call, OpenBLAS's and OpenMP's worker threads keep spinning for
+# a while (up to ~0.1 s) before they sleep; on a 2-core machine they would take a core from whichever
+# engine runs next. (Measured: fastmlp's inference right after a torch run took 16-36 ms, 22 ms for
+# NumPy's throughout.)
+SETTLE_S = 0.25
+
+
+def time_cases(cases: dict, repeat: int = 3, settle_s: float = SETTLE_S) -> dict:
     """Time several engines' cases of one workload: {engine: case} -> {engine: dict(first_call_s,
     times, best_s)}.
 
@@ -453,7 +460,7 @@ def time_cases(cases: dict, repeat: int = 3) -> dict:
     ``repeat`` rounds run every case once each, after its ``setup()``, in turn. Interleaving the
     engines means that a slow spell of the machine (another tenant, a frequency change) falls on
     all of them rather than on whichever engine happened to run then, so the ratios hold better
-    than their absolute times. The garbage collector runs once before the warm-ups (a collection
+    than their absolute times. Each timed run starts ``settle_s`` after the previous one ended. The garbage collector runs once before the warm-ups (a collection
     costs ~0.1 s once torch is loaded), and stays enabled, as in ordinary use.
     """
     if repeat < 1:
@@ -468,6 +475,7 @@ def time_cases(cases: dict, repeat: int = 3) -> dict:
     for _ in range(repeat):
         for name, case in cases.items():
             case.setup()
+            time.sleep(settle_s)
             t0 = time.perf_counter()
             case.run()
             out[name]["times"].append(time.perf_counter() - t0)
@@ -476,9 +484,9 @@ def time_cases(cases: dict, repeat: int = 3) -> dict:
     return out
 
 
-def time_case(case: Case, repeat: int = 3) -> dict:
+def time_case(case: Case, repeat: int = 3, settle_s: float = SETTLE_S) -> dict:
     """``time_cases`` for a single case."""
-    return time_cases({"case": case}, repeat)["case"]
+    return time_cases({"case": case}, repeat, settle_s)["case"]
 
 
 def measure_peak(n: int = 2048, repeat: int = 5, dtype=np.float32) -> dict:
@@ -632,7 +640,7 @@ def run_all(quick: bool = False, engines=ENGINES, batch_sizes=BATCH_SIZES, repea
                 except EngineUnavailable as exc:
                     entry["engines"][e] = dict(available=False, reason=str(exc))
             say(f"{desc['name']}: {', '.join(cases)}")
-            for e, t in time_cases(cases, repeat).items():
+            for e, t in time_cases(cases, repeat, 0.0 if quick else SETTLE_S).items():
                 case, best = cases[e], t["best_s"]
                 entry["engines"][e] = dict(
                     available=True,
