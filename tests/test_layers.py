@@ -18,7 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import batch_loss_and_grad
+from conftest import batch_loss_and_grad, fit_batch_losses
+from torch_oracle import torch_batch_losses
 from fastmlp import Model
 from fastmlp.kernels import network
 from fastmlp.kernels.activations import IDENTITY
@@ -95,31 +96,7 @@ def _torch_train(net, X, y, batch, lr, epochs=1):
     """SGD over every parameter (linears, gamma, beta), batches in order; each batch's loss."""
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=lr)
-    losses = []
-    for _ in range(epochs):
-        for lo in range(0, len(X), batch):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(net(X[lo:lo + batch]), y[lo:lo + batch])
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-    return np.array(losses)
-
-
-def _fit_batch_losses(model, X, y, batch, lr, epochs=1):
-    """fit(shuffle=False) with equal batches; every batch's loss, recovered from the progress
-    reports' running mean (one report per batch while an epoch has at most 50 batches)."""
-    n_batches = len(X) // batch
-    assert n_batches * batch == len(X) and n_batches <= 50
-    reports = []
-    history = model.fit(X, y, epochs=epochs, batch_size=batch, lr=lr, shuffle=False,
-                        progress=lambda e, done, total, loss: reports.append((e, done, loss)))
-    assert [(e, d) for e, d, _ in reports] == [(e, d) for e in range(epochs) for d in range(1, n_batches + 1)]
-    losses, prev = [], 0.0
-    for _, done, running in reports:
-        losses.append(running * done - (prev * (done - 1) if done > 1 else 0.0))
-        prev = running
-    return history, np.array(losses)
+    return np.array([loss for _ in range(epochs) for loss in torch_batch_losses(net, opt, X, y, batch)])
 
 
 def _softmax_eval(net, X):
@@ -136,7 +113,7 @@ def _compare_training_with_torch(model, X, y, batch, lr, epochs=1):
     start = model._params.copy()
     Xt = torch.from_numpy(X.astype(dtype))
     torch_losses = _torch_train(net, Xt, torch.from_numpy(y), batch, lr, epochs)
-    history, losses = _fit_batch_losses(model, X.astype(dtype), y, batch, lr, epochs)
+    losses, history = fit_batch_losses(model, X.astype(dtype), y, batch, epochs, lr=lr)
     assert np.abs(model._params - start).max() > 1e-2  # moved far beyond the tolerances
 
     loss_rtol = max(tol["rtol"], 1e-12)

@@ -21,7 +21,8 @@ from torch import nn
 
 from fastmlp import Model
 from fastmlp.datasets import load_idx_pair
-from torch_oracle import torch_net
+from conftest import fit_batch_losses
+from torch_oracle import torch_batch_losses, torch_net
 
 torch.set_num_threads(1)
 
@@ -66,30 +67,8 @@ def _torch_run(model, X, y, batch, lr, name, opts):
     opt = _torch_optimizer(name, net.parameters(), lr, opts)
     Xt = torch.from_numpy(np.asarray(X, dtype=model.dtype))
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
-    losses = []
-    for t in range(STEPS):
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(net(Xt[t * batch:(t + 1) * batch]),
-                                           yt[t * batch:(t + 1) * batch])
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = torch_batch_losses(net, opt, Xt[:STEPS * batch], yt[:STEPS * batch], batch)
     return np.array(losses), [(lin.weight.detach().numpy().T, lin.bias.detach().numpy()) for lin in lins]
-
-
-def fit_batch_losses(model, X, y, batch, lr, **opts):
-    """One epoch of fit(shuffle=False) over len(X) // batch equal batches; the loss of every batch,
-    recovered from progress's running mean (one report per batch when there are <= 50 batches)."""
-    reports = []
-    history = model.fit(X, y, epochs=1, batch_size=batch, lr=lr, shuffle=False,
-                        progress=lambda e, done, total, loss: reports.append((done, total, loss)),
-                        **opts)
-    n_batches = len(X) // batch
-    assert n_batches <= 50 and [r[0] for r in reports] == list(range(1, n_batches + 1))
-    running = np.array([r[2] for r in reports]) * np.arange(1, n_batches + 1)
-    losses = np.diff(np.concatenate([[0.0], running]))
-    assert history.loss[0] == pytest.approx(losses.mean(), rel=1e-12)
-    return losses
 
 
 def _max_excess(layers_ours, layers_torch, tol):
@@ -111,7 +90,7 @@ def _check_against_torch(make_model, X, y, batch, name, opts, lr, without, dtype
     model = make_model()
     start = model._params.copy()
     torch_losses, torch_layers = _torch_run(model, X, y, batch, lr, name, opts)
-    losses = fit_batch_losses(model, X, y, batch, lr, optimizer=name, **opts)
+    losses, _ = fit_batch_losses(model, X, y, batch, lr=lr, optimizer=name, **opts)
 
     np.testing.assert_allclose(losses, torch_losses, rtol=LOSS_RTOL[dtype])
     assert np.abs(model._params - start).max() > 100 * tol["atol"]  # it really trained
@@ -121,7 +100,7 @@ def _check_against_torch(make_model, X, y, batch, name, opts, lr, without, dtype
 
     if without is not None:  # the tested feature matters by far more than the tolerance
         other = make_model()
-        fit_batch_losses(other, X, y, batch, lr, optimizer=name, **without)
+        fit_batch_losses(other, X, y, batch, lr=lr, optimizer=name, **without)
         assert _max_excess(_layers_of(other), torch_layers, tol) > 10, \
             f"{name} {opts} is indistinguishable from {without} at this tolerance"
     return model

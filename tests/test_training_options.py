@@ -19,7 +19,8 @@ from torch import nn
 
 from fastmlp import Model
 from fastmlp.model import History, TrainingDiverged
-from torch_oracle import torch_net
+from conftest import fit_batch_losses
+from torch_oracle import torch_batch_losses, torch_net
 
 torch.set_num_threads(1)
 
@@ -65,18 +66,6 @@ def _numpy_ce(weights, biases, activations, X, y):
     z = a - a.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return float(-logp[np.arange(len(y)), y].mean())
-
-
-def _fit_batch_losses(model, X, y, batch, **kw):
-    """fit one epoch (shuffle=False) of <= 50 equal batches; every batch's loss, from progress's
-    running mean."""
-    reports = []
-    history = model.fit(X, y, epochs=1, batch_size=batch, shuffle=False,
-                        progress=lambda e, done, total, loss: reports.append((done, loss)), **kw)
-    n_batches = len(X) // batch
-    assert [d for d, _ in reports] == list(range(1, n_batches + 1))
-    running = np.array([loss for _, loss in reports]) * np.arange(1, n_batches + 1)
-    return np.diff(np.concatenate([[0.0], running])), history
 
 
 def _scheduler_lrs(make, lr, epochs):
@@ -156,14 +145,7 @@ def test_schedule_with_momentum_trains_like_torch(schedule, opts, lr, epochs, ma
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     torch_epoch_losses = []
     for _ in range(epochs):
-        losses = []
-        for lo in range(0, len(X), batch):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(net(Xt[lo:lo + batch]), yt[lo:lo + batch])
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        torch_epoch_losses.append(np.mean(losses))
+        torch_epoch_losses.append(np.mean(torch_batch_losses(net, opt, Xt, yt, batch)))
         sched.step()
     history = model.fit(X, y, epochs=epochs, batch_size=batch, lr=lr, shuffle=False, momentum=0.9,
                         schedule=schedule, **opts)
@@ -282,12 +264,12 @@ def test_class_weight_equals_torch_weighted_cross_entropy():
         loss.backward()
         opt.step()
         torch_losses.append(loss.item())
-    losses, _ = _fit_batch_losses(model, X, y, batch, lr=0.3, class_weight=cw)
+    losses, _ = fit_batch_losses(model, X, y, batch, lr=0.3, class_weight=cw)
     np.testing.assert_allclose(losses, torch_losses, rtol=1e-10)
     _assert_same_as_torch(model, lins)
 
     unweighted = _model(layers=(12, 10, 4))  # the weights make a real difference
-    plain_losses, _ = _fit_batch_losses(unweighted, X, y, batch, lr=0.3)
+    plain_losses, _ = fit_batch_losses(unweighted, X, y, batch, lr=0.3)
     assert np.abs(plain_losses - torch_losses).max() > 1e-2
 
 
@@ -312,7 +294,7 @@ def test_sample_and_class_weight_multiply_like_torch_reduction_none():
         loss.backward()
         opt.step()
         torch_losses.append(loss.item())
-    losses, _ = _fit_batch_losses(model, X, y, batch, lr=0.3, sample_weight=sw, class_weight=cw)
+    losses, _ = fit_batch_losses(model, X, y, batch, lr=0.3, sample_weight=sw, class_weight=cw)
     np.testing.assert_allclose(losses, torch_losses, rtol=1e-10)
     _assert_same_as_torch(model, lins)
 
@@ -339,7 +321,7 @@ def test_sample_weight_bce_equals_torch_weighted_mean(dtype):
         loss.backward()
         opt.step()
         torch_losses.append(loss.item())
-    losses, _ = _fit_batch_losses(model, X, Y, batch, lr=0.5, sample_weight=sw)
+    losses, _ = fit_batch_losses(model, X, Y, batch, lr=0.5, sample_weight=sw)
     tol = TOL64 if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(losses, torch_losses, rtol=max(tol["rtol"], 1e-10))
     _assert_same_as_torch(model, lins, **tol)

@@ -27,3 +27,16 @@ def copy_weights(model, linears):
         for lin, W, b in zip(linears, model.weights, model.biases, strict=True):
             lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
             lin.bias.copy_(torch.from_numpy(b.copy()))
+
+
+def torch_batch_losses(net, opt, X, y, batch):
+    """One epoch of torch training, cross-entropy on the batches X[lo:lo + batch] in order; the loss
+    of every batch before its step. X, y: tensors."""
+    losses = []
+    for lo in range(0, len(X), batch):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(net(X[lo:lo + batch]), y[lo:lo + batch])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
