@@ -41,7 +41,8 @@ update (2 FLOP per parameter per step) is not counted; it matters only at tiny b
 (float32 for training and inference, float64 for XOR, whose tiny matrices reach a negligible share).
 
 Timing: each case gets one warm-up call, then ``repeat`` timed runs, each after ``setup()``, with
-the engines of a workload taking turns (``time_cases``); the reported time is the best. PyTorch runs on as many threads as Numba (``torch.set_num_threads``).
+the engines of a workload taking turns (``time_cases``); the reported time is the best. PyTorch
+runs on as many threads as Numba (``torch.set_num_threads``).
 """
 
 from __future__ import annotations
@@ -460,8 +461,9 @@ def time_cases(cases: dict, repeat: int = 3, settle_s: float = SETTLE_S) -> dict
     ``repeat`` rounds run every case once each, after its ``setup()``, in turn. Interleaving the
     engines means that a slow spell of the machine (another tenant, a frequency change) falls on
     all of them rather than on whichever engine happened to run then, so the ratios hold better
-    than their absolute times. Each timed run starts ``settle_s`` after the previous one ended. The garbage collector runs once before the warm-ups (a collection
-    costs ~0.1 s once torch is loaded), and stays enabled, as in ordinary use.
+    than their absolute times. Each timed run starts ``settle_s`` after the previous one ended.
+    The garbage collector runs once before the warm-ups (a collection costs ~0.1 s once torch is
+    loaded), and stays enabled, as in ordinary use.
     """
     if repeat < 1:
         raise FastMLPError(f"repeat must be at least 1, got {repeat}")
@@ -482,11 +484,6 @@ def time_cases(cases: dict, repeat: int = 3, settle_s: float = SETTLE_S) -> dict
     for timing in out.values():
         timing["best_s"] = min(timing["times"])
     return out
-
-
-def time_case(case: Case, repeat: int = 3, settle_s: float = SETTLE_S) -> dict:
-    """``time_cases`` for a single case."""
-    return time_cases({"case": case}, repeat, settle_s)["case"]
 
 
 def measure_peak(n: int = 2048, repeat: int = 5, dtype=np.float32) -> dict:
@@ -693,7 +690,8 @@ def format_table(results: dict) -> str:
             for name, p in peak.items()),
         f"data: {cfg['data']}" + ("   [QUICK run: tiny sizes, not representative]" if cfg["quick"] else ""),
         f"best of {cfg['repeat']} runs (engines taking turns) after one warm-up call; "
-        "'first call' = that warm-up (for numba: JIT compilation or loading its cache); t/X = seconds / seconds of engine X "
+        "'first call' = that warm-up (for numba: JIT compilation or loading its cache); "
+        "t/X = seconds / seconds of engine X "
         "(< 1: faster than X)",
         "",
     ]
