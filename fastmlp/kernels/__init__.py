@@ -10,6 +10,7 @@ their arguments: the Python layer (``fastmlp.model``) validates everything befor
 - ``output``:      the output transform (softmax, sigmoid, identity) fused with its loss.
 - ``optim``:       parameter updates over the flat parameter buffer.
 - ``network``:     whole-network passes: ``train_batches`` runs many SGD steps in one call.
+- ``small``:       ``train_small``, the same steps as one loop nest, for tiny networks (XOR).
 """
 
 import hashlib
@@ -39,6 +40,6 @@ def _kernel_cache_dir() -> str:
 _previous = numba.config.CACHE_DIR
 numba.config.CACHE_DIR = _kernel_cache_dir()
 try:
-    from . import activations, config, dense, layers, network, optim, output  # noqa: E402,F401
+    from . import activations, config, dense, layers, network, optim, output, small  # noqa: E402,F401
 finally:
     numba.config.CACHE_DIR = _previous

@@ -1,4 +1,4 @@
-"""Compilation settings shared by every kernel."""
+"""Compilation settings shared by every kernel, and the columns of a network's layout."""
 
 import types
 
@@ -17,6 +17,9 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 PARALLEL_MIN_WORK = 1 << 18
 
 JIT = dict(cache=True, fastmath=FASTMATH)
+
+# Columns of ``layout`` (L, 8), one row per layer: see network.py (small.py reads it too).
+FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT, BN_OFF, RUN_OFF, FLAGS = range(8)
 
 
 def jit_pair(fn):

@@ -31,13 +31,13 @@ params as they are.
 from numba import njit, prange
 
 from .activations import IDENTITY
-from .config import JIT, PARALLEL_MIN_WORK, jit_pair
+from .config import ACT, B_OFF, BN_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, PARALLEL_MIN_WORK, RUN_OFF, W_OFF, jit_pair
 from .dense import dense_backward, dense_forward, dense_infer, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import optimizer_step
 from .output import output_forward, output_loss_backward
+from .small import train_small, use_small
 
-FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT, BN_OFF, RUN_OFF, FLAGS = range(8)
 # flags
 EXTRAS = 1      # batch normalization, residual or dropout follow this hidden layer's product
 BATCHNORM = 2
@@ -344,6 +344,20 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
     running      (2, R)  batch normalization's running means and variances (updated)
     seed                 dropout's seed for this fit call (masks hash seed, step, layer, sample, unit)
     """
+    if use_small(layout, bmax):  # tiny networks: one loop nest per step (see ``small.py``)
+        train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
+                    layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0)
+    else:
+        train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
+                      layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, opt_work, hyper,
+                      step0, rates, running, seed)
+
+
+@njit(**JIT)
+def train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
+                  layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, opt_work, hyper,
+                  step0, rates, running, seed):
+    """``train_batches`` through the layer kernels: any network, any size."""
     work = _work(ws, layout, bmax)
     to_transposed(work, params, layout)
     # threaded updates when the first layer's products are threaded (see ``optimizer_step``)

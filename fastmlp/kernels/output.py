@@ -35,40 +35,93 @@ MSE = 2
 LOSSES = {"cross_entropy": CROSS_ENTROPY, "binary_cross_entropy": BINARY_CROSS_ENTROPY, "mse": MSE}
 
 
-@njit(**JIT)
-def _output_row(out, n, out_code):
-    """Turn the pre-activations out[n, :] into outputs, in place. Returns log(sum(exp(z - max z)))
-    and max z for softmax (the cross-entropy needs them), zeros otherwise."""
-    K = out.shape[1]
+@njit(inline="always", **JIT)
+def output_row(out, o, K, out_code):
+    """Turn the pre-activations out[o:o+K] (one sample) into outputs, in place. Returns
+    log(sum(exp(z - max z))) and max z for softmax (the cross-entropy needs them), zeros otherwise."""
     if out_code == SOFTMAX:
-        m = out[n, 0]
+        m = out[o]
         for j in range(1, K):
-            if out[n, j] > m:
-                m = out[n, j]
+            if out[o + j] > m:
+                m = out[o + j]
         s = 0.0
         for j in range(K):
-            e = math.exp(out[n, j] - m)
-            out[n, j] = e
+            e = math.exp(out[o + j] - m)
+            out[o + j] = e
             s += e
         for j in range(K):
-            out[n, j] = out[n, j] / s
+            out[o + j] = out[o + j] / s
         return math.log(s), m
     if out_code == SIGMOID:
         for j in range(K):
-            out[n, j] = sigmoid(out[n, j])
+            out[o + j] = sigmoid(out[o + j])
     return 0.0, 0.0
 
 
-def _output_forward(out, out_code):
-    """out (B, K): pre-activations in, outputs (probabilities for softmax/sigmoid) out, in place."""
-    for n in prange(out.shape[0]):
-        _output_row(out, n, out_code)
+@njit(inline="always", **JIT)
+def loss_row(delta, d, out, o, K, row, y_int, y_float, scale, out_code, loss_code):
+    """One sample's output transform, loss and gradient, on flat buffers.
+
+    out[o:o+K]    in: the sample's pre-activations z; out: its outputs
+    delta[d:d+K]  out: scale * dloss/dz
+    row           the sample's row in y_int / y_float
+    Returns the sample's loss (a mean over its K outputs for binary_cross_entropy and mse).
+    """
+    zy = out[o + y_int[row]] if loss_code == CROSS_ENTROPY else 0.0  # read before softmax
+    bce = 0.0
+    if loss_code == BINARY_CROSS_ENTROPY:
+        for j in range(K):
+            # Stable form of -(y log p + (1 - y) log(1 - p)) with p = sigmoid(z).
+            z = out[o + j]
+            bce += max(z, 0.0) - z * y_float[row, j] + math.log1p(math.exp(-abs(z)))
+    log_s, m = output_row(out, o, K, out_code)
+    if loss_code == CROSS_ENTROPY:
+        # -log p_y = log(sum exp(z - m)) + m - z_y
+        for j in range(K):
+            delta[d + j] = out[o + j] * scale
+        delta[d + y_int[row]] -= scale
+        return log_s + m - zy
+    if loss_code == BINARY_CROSS_ENTROPY:
+        for j in range(K):
+            delta[d + j] = (out[o + j] - y_float[row, j]) * scale / K
+        return bce / K
+    total = 0.0  # MSE, after an identity or sigmoid output
+    for j in range(K):
+        err = out[o + j] - y_float[row, j]
+        total += err * err
+        g = 2.0 * err * scale / K
+        if out_code == SIGMOID:
+            g *= out[o + j] * (1.0 - out[o + j])
+        delta[d + j] = g
+    return total / K
 
 
-def _output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, weights, denom, out_code,
+@njit(inline="always", **JIT)
+def batch_weight(idx, weights):
+    """The denominator of a batch's weighted mean loss: the sum of its samples' weights (1 for
+    every sample when ``weights`` is empty). A batch whose samples all weigh 0 contributes nothing:
+    its denominator is 1, not 0."""
+    if weights.shape[0] == 0:
+        return 1.0 * idx.shape[0]
+    denom = 0.0
+    for n in range(idx.shape[0]):
+        denom += weights[idx[n]]
+    return denom if denom != 0 else 1.0
+
+
+def _output_forward(out, K, out_code):
+    """out (B * K,) flat; see ``output_forward``."""
+    for n in prange(out.shape[0] // K):
+        output_row(out, n * K, K, out_code)
+
+
+def _output_loss_backward(delta, sample_loss, out, K, idx, y_int, y_float, weights, denom, out_code,
                           loss_code):
-    for n in prange(out.shape[0]):
-        _loss_row(delta, sample_loss, out, idx, y_int, y_float, weights, denom, out_code, loss_code, n)
+    """delta, out (B * K,) flat; see ``output_loss_backward``."""
+    for n in prange(idx.shape[0]):
+        w = weights[idx[n]] if weights.shape[0] > 0 else 1.0
+        sample_loss[n] = w * loss_row(delta, n * K, out, n * K, K, idx[n], y_int, y_float, w / denom,
+                                      out_code, loss_code)
 
 
 _output_forward_mt, _output_forward_1t = jit_pair(_output_forward)
@@ -81,10 +134,12 @@ EXP_COST = 32
 @njit(**JIT)
 def output_forward(out, out_code):
     """out (B, K): pre-activations in, outputs (probabilities for softmax/sigmoid) out, in place."""
-    if out.shape[0] * out.shape[1] * EXP_COST >= PARALLEL_MIN_WORK:
-        _output_forward_mt(out, out_code)
+    B, K = out.shape
+    flat = out.reshape(B * K)
+    if B * K * EXP_COST >= PARALLEL_MIN_WORK:
+        _output_forward_mt(flat, K, out_code)
     else:
-        _output_forward_1t(out, out_code)
+        _output_forward_1t(flat, K, out_code)
 
 
 @njit(**JIT)
@@ -100,60 +155,16 @@ def output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, weights, 
                         (the weighted mean, as torch's losses with class weights)
     sample_loss (B,)    out: each sample's weighted loss w_n loss_n (loss_n: mean over outputs)
     """
-    B = out.shape[0]
-    denom = 1.0 * B
-    if weights.shape[0] > 0:
-        denom = 0.0
-        for n in range(B):
-            denom += weights[idx[n]]
-        if denom == 0:  # a batch whose samples all weigh 0 contributes nothing
-            denom = 1.0
-    if B * out.shape[1] * EXP_COST >= PARALLEL_MIN_WORK:
-        _output_loss_backward_mt(delta, sample_loss, out, idx, y_int, y_float, weights, denom,
-                                 out_code, loss_code)
+    B, K = out.shape
+    denom = batch_weight(idx, weights)
+    flat_delta, flat_out = delta.reshape(B * K), out.reshape(B * K)
+    if B * K * EXP_COST >= PARALLEL_MIN_WORK:
+        _output_loss_backward_mt(flat_delta, sample_loss, flat_out, K, idx, y_int, y_float, weights,
+                                 denom, out_code, loss_code)
     else:
-        _output_loss_backward_1t(delta, sample_loss, out, idx, y_int, y_float, weights, denom,
-                                 out_code, loss_code)
+        _output_loss_backward_1t(flat_delta, sample_loss, flat_out, K, idx, y_int, y_float, weights,
+                                 denom, out_code, loss_code)
     total = 0.0
     for n in range(B):
         total += sample_loss[n]
     return total / denom
-
-
-@njit(**JIT)
-def _loss_row(delta, sample_loss, out, idx, y_int, y_float, weights, denom, out_code, loss_code, n):
-    """One sample of ``output_loss_backward``: scale = w_n / sum(w) turns sums into the mean."""
-    K = out.shape[1]
-    row = idx[n]
-    w = weights[row] if weights.shape[0] > 0 else 1.0
-    scale = w / denom
-    if loss_code == CROSS_ENTROPY:
-        # Read z[y] before the softmax overwrites it: -log p_y = log(sum exp(z - m)) + m - z_y.
-        zy = out[n, y_int[row]]
-        log_s, m = _output_row(out, n, out_code)
-        sample_loss[n] = w * (log_s + m - zy)
-        for j in range(K):
-            delta[n, j] = out[n, j] * scale
-        delta[n, y_int[row]] -= scale
-    elif loss_code == BINARY_CROSS_ENTROPY:
-        total = 0.0
-        for j in range(K):
-            z = out[n, j]
-            y = y_float[row, j]
-            # Stable form of -(y log p + (1 - y) log(1 - p)) with p = sigmoid(z).
-            total += max(z, 0.0) - z * y + math.log1p(math.exp(-abs(z)))
-        sample_loss[n] = w * total / K
-        _output_row(out, n, out_code)
-        for j in range(K):
-            delta[n, j] = (out[n, j] - y_float[row, j]) * scale / K
-    else:  # MSE, after an identity or sigmoid output
-        _output_row(out, n, out_code)
-        total = 0.0
-        for j in range(K):
-            err = out[n, j] - y_float[row, j]
-            total += err * err
-            g = 2.0 * err * scale / K
-            if out_code == SIGMOID:
-                g *= out[n, j] * (1.0 - out[n, j])
-            delta[n, j] = g
-        sample_loss[n] = w * total / K

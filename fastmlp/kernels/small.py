@@ -1,0 +1,118 @@
+"""Training steps for tiny networks, such as the article's XOR net: one loop nest per step.
+
+A step of the seed XOR network (2-4-1, four samples) is about 50 multiply-adds. Through the
+general path (``network.train_batches``) it costs ~1.6 us, nearly all of it spent calling the layer
+kernels and making their array views, not computing. Here the whole step is one function over flat
+buffers, and the only calls left are to small helpers that LLVM inlines.
+
+The buffers are those of ``network.train_batches``, used directly:
+    params (P,)   the Model's layout: layer l's W (fan_in, fan_out) at W_OFF, row-major, b at B_OFF
+    grads  (P,)   the same layout
+    ws            the workspace: region l (bmax, fan_in[l]) at ``_region_start``, the output region,
+                  delta_a and delta_b (bmax, widest), sample_loss (bmax,)
+Indices are computed from offsets: act[l][n, k] is ws[start[l] + n * fan_in[l] + k].
+
+Only plain networks come here (no batch normalization, residual or dropout); ``use_small`` decides.
+The sums run in a fixed order on one thread, so results do not depend on the thread count.
+"""
+
+from numba import njit
+
+from .activations import activate, activation_grad
+from .config import ACT, B_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, W_OFF
+from .optim import optimizer_step
+from .output import batch_weight, loss_row
+
+# A step of at most this many multiply-adds (batch x weights) takes the small path. Measured per
+# step against the blocked kernels (scratch runs of float64 networks, ns): 2-4-1 at batch 4, 520 vs
+# 1,730; 2-16-1 at batch 4, 1,130 vs 1,960; 2-4-1 at batch 16, 1,820 vs 2,500; 4-16-3 at batch 4,
+# 2,080 vs 2,300; 2-64-1 at batch 4, 3,250 vs 2,890. The loops here are scalar, so past a few
+# hundred multiply-adds the blocked kernels' register tiles win.
+SMALL_MAX_WORK = 512
+
+
+@njit(**JIT)
+def use_small(layout, bmax):
+    """True if training steps of ``bmax`` rows through this network take the small path: a plain
+    network (no layer flagged for batch normalization, residual or dropout) doing little work."""
+    weights = 0
+    for l in range(layout.shape[0]):
+        if layout[l, FLAGS] != 0:
+            return False
+        weights += layout[l, FAN_IN] * layout[l, FAN_OUT]
+    return bmax * weights <= SMALL_MAX_WORK
+
+
+@njit(**JIT)
+def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
+                layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0):
+    """``network.train_batches`` for a network that ``use_small`` accepts, with params, grads and
+    opt_state in the Model's layout (nothing to transpose): same arguments, less the extras'."""
+    L = layout.shape[0]
+    K = layout[L - 1, FAN_OUT]
+    z_start = 0  # the output region: z, then the outputs, of every sample (B, K)
+    widest = K
+    for l in range(L):
+        z_start += bmax * layout[l, FAN_IN]
+        widest = max(widest, layout[l, FAN_IN])
+    delta_start = z_start + bmax * K  # delta_a, then delta_b, each (bmax, widest)
+    for t in range(bounds.shape[0] - 1):
+        idx = order[bounds[t]:bounds[t + 1]]
+        rows = idx.shape[0]
+        I0 = layout[0, FAN_IN]
+        for n in range(rows):  # region 0 <- X[idx]
+            for k in range(I0):
+                ws[n * I0 + k] = X[idx[n], k]
+
+        # forward: region l + 1 (rows, O) <- act(region l (rows, I) @ W (I, O) + b (O,))
+        a_start = 0
+        for l in range(L):
+            I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
+            w, b, act = layout[l, W_OFF], layout[l, B_OFF], layout[l, ACT]
+            out_start = a_start + bmax * I
+            for n in range(rows):
+                for j in range(O):
+                    s = params[b + j]
+                    for k in range(I):
+                        s += ws[a_start + n * I + k] * params[w + k * O + j]
+                    ws[out_start + n * O + j] = activate(s, act)
+            a_start = out_start
+
+        # output transform and loss: delta_a (rows, K) <- dL/dz (see output.py)
+        denom = batch_weight(idx, weights)
+        total = 0.0
+        for n in range(rows):
+            wn = weights[idx[n]] if weights.shape[0] > 0 else 1.0
+            total += wn * loss_row(ws, delta_start + n * K, ws, z_start + n * K, K, idx[n], y_int,
+                                   y_float, wn / denom, out_code, loss_code)
+        batch_losses[t] = total / denom
+
+        # backward: layer l's dL/dz (rows, O) in one delta buffer gives its gradients and, through
+        # W and the activation derivative of layer l - 1, that layer's dL/dz in the other
+        d_start, other = delta_start, delta_start + bmax * widest
+        for l in range(L - 1, -1, -1):
+            I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
+            w, b = layout[l, W_OFF], layout[l, B_OFF]
+            a_start -= bmax * I  # region l: this layer's input (rows, I)
+            for k in range(I):  # dW (I, O) = inp.T @ dz
+                for j in range(O):
+                    s = 0.0
+                    for n in range(rows):
+                        s += ws[a_start + n * I + k] * ws[d_start + n * O + j]
+                    grads[w + k * O + j] = s
+            for j in range(O):  # db (O,) = dz summed over the batch
+                s = 0.0
+                for n in range(rows):
+                    s += ws[d_start + n * O + j]
+                grads[b + j] = s
+            if l > 0:  # dz of layer l - 1 (rows, I) = (dz @ W.T) * f'(its output)
+                below = layout[l - 1, ACT]
+                for n in range(rows):
+                    for k in range(I):
+                        s = 0.0
+                        for j in range(O):
+                            s += ws[d_start + n * O + j] * params[w + k * O + j]
+                        ws[other + n * I + k] = s * activation_grad(ws[a_start + n * I + k], below)
+                d_start, other = other, d_start
+        optimizer_step(params[:n_trainable], grads[:n_trainable], opt_state, hyper, opt, lrs[t],
+                       step0 + t + 1, False)
