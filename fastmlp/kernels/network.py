@@ -36,7 +36,7 @@ from .dense import dense_backward, dense_forward, dense_infer, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import optimizer_step
 from .output import output_forward, output_loss_backward
-from .small import train_small, use_small
+from .small import predict_small, train_small, use_small
 
 # flags
 EXTRAS = 1      # batch normalization, residual or dropout follow this hidden layer's product
@@ -319,7 +319,6 @@ def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step):
         which = 1 - which
 
 
-@njit(**JIT)
 def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
                   layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, opt_work, hyper,
                   step0, rates, running, seed):
@@ -344,6 +343,8 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
     running      (2, R)  batch normalization's running means and variances (updated)
     seed                 dropout's seed for this fit call (masks hash seed, step, layer, sample, unit)
     """
+    # (Python, not compiled: a network that takes the small path, such as the article's XOR net,
+    # never compiles the layer kernels: a cold start takes seconds instead of minutes.)
     if use_small(layout, bmax):  # tiny networks: one loop nest per step (see ``small.py``)
         train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
                     layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, hyper, step0)
@@ -396,9 +397,17 @@ def train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
     from_transposed(grads, work, layout)
 
 
-@njit(**JIT)
 def predict_batches(out, params, ws, X, layout, out_code, bmax, rates, running):
     """out (N, K) <- the network's outputs for X (N, I0), bmax rows at a time."""
+    if use_small(layout, bmax):
+        predict_small(out, params, ws, X, layout, out_code, bmax)
+    else:
+        predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running)
+
+
+@njit(**JIT)
+def predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running):
+    """``predict_batches`` through the layer kernels: any network, any size."""
     N = X.shape[0]
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)

@@ -16,12 +16,13 @@ Only plain networks come here (no batch normalization, residual or dropout); ``u
 The sums run in a fixed order on one thread, so results do not depend on the thread count.
 """
 
+import numpy as np
 from numba import njit
 
 from .activations import activate, activation_grad
 from .config import ACT, B_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, W_OFF
 from .optim import optimizer_step
-from .output import batch_weight, loss_row
+from .output import batch_weight, loss_row, output_row
 
 # A step of at most this many multiply-adds (batch x weights) takes the small path. Measured per
 # step against the blocked kernels (scratch runs of float64 networks, ns): 2-4-1 at batch 4, 520 vs
@@ -31,16 +32,43 @@ from .output import batch_weight, loss_row
 SMALL_MAX_WORK = 512
 
 
-@njit(**JIT)
 def use_small(layout, bmax):
-    """True if training steps of ``bmax`` rows through this network take the small path: a plain
-    network (no layer flagged for batch normalization, residual or dropout) doing little work."""
-    weights = 0
+    """True if steps of ``bmax`` rows through this network take the small path: a plain network (no
+    layer flagged for batch normalization, residual or dropout) doing little work. (Called from
+    Python, before any kernel: a network that takes the small path never compiles the others.)"""
+    layout = np.asarray(layout)
+    if layout[:, FLAGS].any():
+        return False
+    return bmax * int((layout[:, FAN_IN] * layout[:, FAN_OUT]).sum()) <= SMALL_MAX_WORK
+
+
+@njit(inline="always", **JIT)
+def _forward(ws, params, layout, bmax, rows):
+    """Region l + 1 (rows, O) <- act(region l (rows, I) @ W (I, O) + b (O,)) for every layer l, from
+    the input rows in region 0 up to the output region, which ends up holding z."""
+    a_start = 0
     for l in range(layout.shape[0]):
-        if layout[l, FLAGS] != 0:
-            return False
-        weights += layout[l, FAN_IN] * layout[l, FAN_OUT]
-    return bmax * weights <= SMALL_MAX_WORK
+        I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
+        w, b, act = layout[l, W_OFF], layout[l, B_OFF], layout[l, ACT]
+        out_start = a_start + bmax * I
+        for n in range(rows):
+            for j in range(O):
+                s = params[b + j]
+                for k in range(I):
+                    s += ws[a_start + n * I + k] * params[w + k * O + j]
+                ws[out_start + n * O + j] = activate(s, act)
+        a_start = out_start
+
+
+@njit(inline="always", **JIT)
+def _output_start(layout, bmax):
+    """Offset of the output region in ws, and the widest layer width."""
+    L = layout.shape[0]
+    start, widest = 0, layout[L - 1, FAN_OUT]
+    for l in range(L):
+        start += bmax * layout[l, FAN_IN]
+        widest = max(widest, layout[l, FAN_IN])
+    return start, widest
 
 
 @njit(**JIT)
@@ -50,11 +78,7 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
     opt_state in the Model's layout (nothing to transpose): same arguments, less the extras'."""
     L = layout.shape[0]
     K = layout[L - 1, FAN_OUT]
-    z_start = 0  # the output region: z, then the outputs, of every sample (B, K)
-    widest = K
-    for l in range(L):
-        z_start += bmax * layout[l, FAN_IN]
-        widest = max(widest, layout[l, FAN_IN])
+    z_start, widest = _output_start(layout, bmax)  # the output region: z, then the outputs (B, K)
     delta_start = z_start + bmax * K  # delta_a, then delta_b, each (bmax, widest)
     for t in range(bounds.shape[0] - 1):
         idx = order[bounds[t]:bounds[t + 1]]
@@ -64,19 +88,7 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
             for k in range(I0):
                 ws[n * I0 + k] = X[idx[n], k]
 
-        # forward: region l + 1 (rows, O) <- act(region l (rows, I) @ W (I, O) + b (O,))
-        a_start = 0
-        for l in range(L):
-            I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
-            w, b, act = layout[l, W_OFF], layout[l, B_OFF], layout[l, ACT]
-            out_start = a_start + bmax * I
-            for n in range(rows):
-                for j in range(O):
-                    s = params[b + j]
-                    for k in range(I):
-                        s += ws[a_start + n * I + k] * params[w + k * O + j]
-                    ws[out_start + n * O + j] = activate(s, act)
-            a_start = out_start
+        _forward(ws, params, layout, bmax, rows)
 
         # output transform and loss: delta_a (rows, K) <- dL/dz (see output.py)
         denom = batch_weight(idx, weights)
@@ -90,6 +102,7 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
         # backward: layer l's dL/dz (rows, O) in one delta buffer gives its gradients and, through
         # W and the activation derivative of layer l - 1, that layer's dL/dz in the other
         d_start, other = delta_start, delta_start + bmax * widest
+        a_start = z_start
         for l in range(L - 1, -1, -1):
             I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
             w, b = layout[l, W_OFF], layout[l, B_OFF]
@@ -116,3 +129,22 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
                 d_start, other = other, d_start
         optimizer_step(params[:n_trainable], grads[:n_trainable], opt_state, hyper, opt, lrs[t],
                        step0 + t + 1, False)
+
+
+@njit(**JIT)
+def predict_small(out, params, ws, X, layout, out_code, bmax):
+    """``network.predict_batches`` for a network that ``use_small`` accepts: out (N, K) <- the
+    outputs for X (N, I0), bmax rows at a time."""
+    K = out.shape[1]
+    I0 = layout[0, FAN_IN]
+    z_start, _ = _output_start(layout, bmax)
+    for lo in range(0, X.shape[0], bmax):
+        rows = min(bmax, X.shape[0] - lo)
+        for n in range(rows):
+            for k in range(I0):
+                ws[n * I0 + k] = X[lo + n, k]
+        _forward(ws, params, layout, bmax, rows)
+        for n in range(rows):
+            output_row(ws, z_start + n * K, K, out_code)
+            for j in range(K):
+                out[lo + n, j] = ws[z_start + n * K + j]
