@@ -24,11 +24,12 @@ from .config import ACT, B_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, W_OFF
 from .optim import optimizer_step
 from .output import batch_weight, loss_row, output_row
 
-# A step of at most this many multiply-adds (batch x weights) takes the small path. Measured per
-# step against the blocked kernels (scratch runs of float64 networks, ns): 2-4-1 at batch 4, 520 vs
-# 1,730; 2-16-1 at batch 4, 1,130 vs 1,960; 2-4-1 at batch 16, 1,820 vs 2,500; 4-16-3 at batch 4,
-# 2,080 vs 2,300; 2-64-1 at batch 4, 3,250 vs 2,890. The loops here are scalar, so past a few
-# hundred multiply-adds the blocked kernels' register tiles win.
+# A step of at most this many multiply-adds (batch x weights) takes the small path. Measured with
+# bench/test_bench_small.py (ms per 2,000 float64 steps, small vs blocked): 2-4-1 at batch 4
+# (48 multiply-adds), 0.98 vs 3.35; 2-16-1 at batch 4 (192), 2.23 vs 3.82; 2-4-1 at batch 16 (192),
+# 3.62 vs 4.80; 4-16-3 at batch 4 (448), 4.08 vs 4.50; 2-64-1 at batch 4 (768), 6.50 vs 5.70;
+# 2-16-1 at batch 16 (768), 8.53 vs 6.37. The loops here are scalar: past a few hundred
+# multiply-adds the blocked kernels' register tiles win.
 SMALL_MAX_WORK = 512
 
 
