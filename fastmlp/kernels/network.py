@@ -201,13 +201,13 @@ def _convert(dst, src, layout, to_transposed):
 def to_transposed(dst, src, layout):
     """dst <- src in the transposed layout. src, dst (N,) with N >= the weights' length: a parameter
     buffer, its gradient, or a row of optimizer state (which may stop before bias-free biases)."""
-    _convert(dst, src, layout, True)
+    _convert(dst, src, layout, bool(True))  # (bool(): see predict_blocked)
 
 
 @njit(**JIT)
 def from_transposed(dst, src, layout):
     """The inverse of ``to_transposed``."""
-    _convert(dst, src, layout, False)
+    _convert(dst, src, layout, bool(False))
 
 
 def _gather_rows(dst, src, idx):
@@ -250,11 +250,14 @@ def layer_forward(params, weights, ws, layout, bmax, rows, l, inp, rates, runnin
     biases and batch-norm parameters, weights the weight matrices (see ``_dense``)."""
     out = _region(ws, layout, bmax, l + 1, rows)
     flags = layout[l, FLAGS]
-    if not flags & EXTRAS:
-        _dense(out, inp, params, weights, layout, l, layout[l, ACT])
+    extras = flags & EXTRAS != 0
+    # With extras, the product goes to their buffer y without activation; they apply it. (One call
+    # with a variable activation: numba compiles a separate copy of a function, and of everything
+    # it calls, for each constant argument it is called with.)
+    y = _aux(ws, layout, bmax, l, 0, rows) if extras else out
+    _dense(y, inp, params, weights, layout, l, IDENTITY if extras else layout[l, ACT])
+    if not extras:
         return
-    y = _aux(ws, layout, bmax, l, 0, rows)
-    _dense(y, inp, params, weights, layout, l, IDENTITY)
     if flags & BATCHNORM:
         gamma, beta = _batchnorm_params(params, layout, l)
         running_mean, running_var = _running(running, layout, l)
@@ -273,10 +276,10 @@ def forward_layers(params, weights, ws, layout, bmax, rows, rates, running, trai
     Model's layout, or empty to read them from params in the transposed layout (see ``_dense``).
     ``training`` selects batch statistics and dropout; seed and step choose dropout's masks."""
     L = layout.shape[0]
-    layer_forward(params, weights, ws, layout, bmax, rows, 0, X, rates, running, training, seed, step)
-    for l in range(1, L):
-        layer_forward(params, weights, ws, layout, bmax, rows, l, _region(ws, layout, bmax, l, rows),
-                      rates, running, training, seed, step)
+    for l in range(L):
+        inp = X if l == 0 else _region(ws, layout, bmax, l, rows)
+        layer_forward(params, weights, ws, layout, bmax, rows, l, inp, rates, running, training, seed,
+                      step)
     return _region(ws, layout, bmax, L, rows)
 
 
@@ -375,8 +378,8 @@ def train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
         batch = _region(ws, layout, bmax, 0, rows)
         gather_rows(batch, X, idx)
         step = step0 + t + 1
-        z = forward_layers(work, weights_w, ws, layout, bmax, rows, rates, running, True, seed, step,
-                           batch)
+        z = forward_layers(work, weights_w, ws, layout, bmax, rows, rates, running, bool(True), seed,
+                           step, batch)  # (bool(): a value, not a constant: see predict_blocked)
         K = z.shape[1]
         delta = _delta(ws, layout, bmax, 0, rows, K)
         sample_loss = _sample_loss(ws, layout, bmax, rows)
@@ -411,7 +414,10 @@ def predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running):
     N = X.shape[0]
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)
-        z = forward_layers(params, params, ws, layout, bmax, hi - lo, rates, running, False, 0, 0,
-                           X[lo:hi])
+        # bool() and int() make plain values of the constants, so that this call has the types of
+        # train_blocked's and the forward pass is compiled once for both: numba compiles a separate
+        # copy of a function for each constant argument (measured: ~24 s more on a cold start).
+        z = forward_layers(params, params, ws, layout, bmax, hi - lo, rates, running, bool(False),
+                           int(0), int(0), X[lo:hi])
         output_forward(z, out_code)
         out[lo:hi] = z
