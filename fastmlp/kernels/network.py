@@ -1,4 +1,6 @@
-"""Whole-network passes built from the layer kernels.
+"""Whole-network passes built from the layer kernels. (``train_batches`` and ``predict_batches``
+send tiny plain networks to ``small.py`` instead, and everything else to ``train_blocked`` and
+``predict_blocked`` here.)
 
 The network is described by ``layout``, an int64 array of shape (L, 8), one row per layer:
     fan_in, fan_out, offset of W in params, offset of b in params, activation code,
@@ -18,10 +20,10 @@ flat buffer, carved into views (``workspace_size`` gives its length for a larges
     region L          (bmax, fan_out[L-1]) the network's output
     delta_a, delta_b  (bmax, widest)       dL/dz of the layer being back-propagated, ping-ponged
     sample_loss       (bmax,)              each sample's loss
-    work              (P,)                 the parameters while ``train_batches`` runs (below)
+    work              (P,)                 the parameters while ``train_blocked`` runs (below)
     per EXTRAS layer  y, zhat, fy, dskip, dy (bmax, fan_out) and mean, inv_std (fan_out,)
 
-Training works on the transposed layout: ``train_batches`` copies params into ``work`` with every
+Training works on the transposed layout: ``train_blocked`` copies params into ``work`` with every
 weight matrix transposed to (fan_out, fan_in) (``to_transposed``), trains there, and copies back
 once at the end, so no step pays for a transpose (see ``dense.py`` for why this layout suits all
 three products). Gradients and optimizer state use the same layout while training. Prediction reads
