@@ -38,7 +38,7 @@ from .dense import dense_backward, dense_forward, dense_infer, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import optimizer_step
 from .output import output_forward, output_loss_backward
-from .small import predict_small, train_small, use_small
+from .small import output_start, predict_small, train_small, use_small
 
 # flags
 EXTRAS = 1      # batch normalization, residual or dropout follow this hidden layer's product
@@ -89,14 +89,9 @@ def _region(ws, layout, bmax, i, rows):
 
 @njit(inline="always", **JIT)
 def _scratch_start(layout, bmax):
-    """Offset in ws where delta_a begins, and the widest layer width."""
-    L = layout.shape[0]
-    start = bmax * layout[L - 1, FAN_OUT]
-    widest = layout[L - 1, FAN_OUT]
-    for m in range(L):
-        start += bmax * layout[m, FAN_IN]
-        widest = max(widest, layout[m, FAN_IN])
-    return start, widest
+    """Offset in ws where delta_a begins (after the output region), and the widest layer width."""
+    start, widest = output_start(layout, bmax)
+    return start + bmax * layout[layout.shape[0] - 1, FAN_OUT], widest
 
 
 @njit(inline="always", **JIT)

@@ -59,14 +59,17 @@ def output_row(out, o, K, out_code):
 
 
 @njit(inline="always", **JIT)
-def loss_row(delta, d, out, o, K, row, y_int, y_float, scale, out_code, loss_code):
+def loss_row(delta, d, out, o, K, row, y_int, y_float, weights, denom, out_code, loss_code):
     """One sample's output transform, loss and gradient, on flat buffers.
 
     out[o:o+K]    in: the sample's pre-activations z; out: its outputs
-    delta[d:d+K]  out: scale * dloss/dz
-    row           the sample's row in y_int / y_float
-    Returns the sample's loss (a mean over its K outputs for binary_cross_entropy and mse).
+    delta[d:d+K]  out: scale * dloss/dz, with scale = w / denom (w: the sample's weight, 1 when
+                  ``weights`` is empty; denom: ``batch_weight``), which turns sums into the mean
+    row           the sample's row in y_int / y_float / weights
+    Returns w * the sample's loss (a mean over its K outputs for binary_cross_entropy and mse).
     """
+    w = weights[row] if weights.shape[0] > 0 else 1.0
+    scale = w / denom
     zy = out[o + y_int[row]] if loss_code == CROSS_ENTROPY else 0.0  # read before softmax
     bce = 0.0
     if loss_code == BINARY_CROSS_ENTROPY:
@@ -80,11 +83,11 @@ def loss_row(delta, d, out, o, K, row, y_int, y_float, scale, out_code, loss_cod
         for j in range(K):
             delta[d + j] = out[o + j] * scale
         delta[d + y_int[row]] -= scale
-        return log_s + m - zy
+        return w * (log_s + m - zy)
     if loss_code == BINARY_CROSS_ENTROPY:
         for j in range(K):
             delta[d + j] = (out[o + j] - y_float[row, j]) * scale / K
-        return bce / K
+        return w * (bce / K)
     total = 0.0  # MSE, after an identity or sigmoid output
     for j in range(K):
         err = out[o + j] - y_float[row, j]
@@ -93,7 +96,7 @@ def loss_row(delta, d, out, o, K, row, y_int, y_float, scale, out_code, loss_cod
         if out_code == SIGMOID:
             g *= out[o + j] * (1.0 - out[o + j])
         delta[d + j] = g
-    return total / K
+    return w * (total / K)
 
 
 @njit(inline="always", **JIT)
@@ -119,9 +122,8 @@ def _output_loss_backward(delta, sample_loss, out, K, idx, y_int, y_float, weigh
                           loss_code):
     """delta, out (B * K,) flat; see ``output_loss_backward``."""
     for n in prange(idx.shape[0]):
-        w = weights[idx[n]] if weights.shape[0] > 0 else 1.0
-        sample_loss[n] = w * loss_row(delta, n * K, out, n * K, K, idx[n], y_int, y_float, w / denom,
-                                      out_code, loss_code)
+        sample_loss[n] = loss_row(delta, n * K, out, n * K, K, idx[n], y_int, y_float, weights, denom,
+                                  out_code, loss_code)
 
 
 _output_forward_mt, _output_forward_1t = jit_pair(_output_forward)

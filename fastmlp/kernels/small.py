@@ -63,8 +63,9 @@ def _forward(ws, params, layout, bmax, rows):
 
 
 @njit(inline="always", **JIT)
-def _output_start(layout, bmax):
-    """Offset of the output region in ws, and the widest layer width."""
+def output_start(layout, bmax):
+    """Offset of the output region in the workspace (network.py's layout), and the widest layer
+    width, which sizes the delta buffers that follow it."""
     L = layout.shape[0]
     start, widest = 0, layout[L - 1, FAN_OUT]
     for l in range(L):
@@ -88,12 +89,12 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
     opt_state in the Model's layout (nothing to transpose): same arguments, less the extras'."""
     L = layout.shape[0]
     K = layout[L - 1, FAN_OUT]
-    z_start, widest = _output_start(layout, bmax)  # the output region: z, then the outputs (B, K)
+    z_start, widest = output_start(layout, bmax)  # the output region: z, then the outputs (B, K)
     delta_start = z_start + bmax * K  # delta_a, then delta_b, each (bmax, widest)
+    I0 = layout[0, FAN_IN]
     for t in range(bounds.shape[0] - 1):
         idx = order[bounds[t]:bounds[t + 1]]
         rows = idx.shape[0]
-        I0 = layout[0, FAN_IN]
         for n in range(rows):  # region 0 <- X[idx]
             for k in range(I0):
                 ws[n * I0 + k] = X[idx[n], k]
@@ -104,9 +105,8 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
         denom = batch_weight(idx, weights)
         total = 0.0
         for n in range(rows):
-            wn = weights[idx[n]] if weights.shape[0] > 0 else 1.0
-            total += wn * loss_row(ws, delta_start + n * K, ws, z_start + n * K, K, idx[n], y_int,
-                                   y_float, wn / denom, out_code, loss_code)
+            total += loss_row(ws, delta_start + n * K, ws, z_start + n * K, K, idx[n], y_int, y_float,
+                              weights, denom, out_code, loss_code)
         batch_losses[t] = total / denom
 
         # backward: layer l's dL/dz (rows, O) in one delta buffer gives its gradients and, through
@@ -147,7 +147,7 @@ def predict_small(out, params, ws, X, layout, out_code, bmax):
     outputs for X (N, I0), bmax rows at a time."""
     K = out.shape[1]
     I0 = layout[0, FAN_IN]
-    z_start, _ = _output_start(layout, bmax)
+    z_start, _ = output_start(layout, bmax)
     for lo in range(0, X.shape[0], bmax):
         rows = min(bmax, X.shape[0] - lo)
         for n in range(rows):
