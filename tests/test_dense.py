@@ -9,8 +9,10 @@ test_engines, test_torch) check the same kernels again inside whole networks.
 import numpy as np
 import pytest
 
+from fastmlp import reference
 from fastmlp.kernels import dense, network
 from fastmlp.kernels.activations import ACTIVATIONS
+from fastmlp.kernels.optim import ADAM, ADAMW, SGD
 
 SIZES = [(1, 1, 1), (3, 2, 5), (4, 4, 4), (5, 7, 3), (8, 9, 6), (17, 33, 10), (9, 8, 17)]
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
@@ -35,6 +37,14 @@ def _case(B, I, O, dtype, seed=0, sparse=False):
     b = rng.standard_normal(O).astype(dtype)
     dout = rng.standard_normal((B, O)).astype(dtype)
     return inp, W, b, dout
+
+
+def _no_update(WT, b):
+    """The optimizer arguments of ``_weight_grad`` / ``dense_backward`` when they only compute
+    gradients: b, nb, sW, sb, hyper, opt, lr, step, update."""
+    O, I = WT.shape
+    return (b, 0, np.zeros((0, O * I), WT.dtype), np.zeros((0, O), WT.dtype), np.zeros(6), SGD, 0.0,
+            1, False)
 
 
 def _check(actual, expected, dtype):
@@ -70,19 +80,19 @@ def test_backward_matches_numpy(B, I, O, dtype):
         for grad, inp_grad in ((dense._weight_grad_mt, dense._input_grad_mt),
                                (dense._weight_grad_1t, dense._input_grad_1t)):
             dWT, db = np.full((O, I), np.nan, dtype), np.full(O, np.nan, dtype)
-            grad(dWT, db, dout, a)
+            grad(dWT, db, dout, a, WT, *_no_update(WT, db))
             _check(dWT, dWT_expected, dtype)
             _check(db, dout.astype(np.float64).sum(axis=0), dtype)
             dinp = np.full((B, I), np.nan, dtype)
             inp_grad(dinp, dout, WT, a, ACTIVATIONS[act])
             _check(dinp, dinp_expected, dtype)
         dWT, db, dinp = np.full((O, I), np.nan, dtype), np.full(O, np.nan, dtype), np.full((B, I), np.nan, dtype)
-        dense.dense_backward(dinp, dWT, db, dout, a, WT, ACTIVATIONS[act])
+        dense.dense_backward(dinp, dWT, db, dout, a, WT, ACTIVATIONS[act], *_no_update(WT, db))
         _check(dWT, dWT_expected, dtype)
         _check(dinp, dinp_expected, dtype)
         # the first layer: no input gradient asked for, none written
         untouched = np.full((B, I), 7.0, dtype)
-        dense.dense_backward(untouched[:0], dWT, db, dout, a, WT, ACTIVATIONS[act])
+        dense.dense_backward(untouched[:0], dWT, db, dout, a, WT, ACTIVATIONS[act], *_no_update(WT, db))
         assert (untouched == 7.0).all()
 
 
@@ -97,7 +107,7 @@ def test_threaded_and_single_threaded_kernels_agree_bit_for_bit():
         fwd(out, inp, WT, b, 1)
         inf(out2, inp, W, b, 1)
         dWT, db, dinp = np.empty((23, 50), np.float32), np.empty(23, np.float32), np.empty((37, 50), np.float32)
-        grad(dWT, db, dout, inp)
+        grad(dWT, db, dout, inp, WT, *_no_update(WT, db))
         inp_grad(dinp, dout, WT, inp, 1)
         results.append((out, out2, dWT, db, dinp))
     for a, b_ in zip(*results):
@@ -114,8 +124,59 @@ def test_nan_in_the_input_reaches_the_output():
     dense.dense_forward(out, inp, np.ascontiguousarray(W.T), b, ACTIVATIONS["relu"])
     assert np.isnan(out[5]).all() and np.isfinite(np.delete(out, 5, axis=0)).all()
     dWT, db = np.zeros((4, 8)), np.zeros(4)
-    dense.dense_backward(np.zeros((8, 8)), dWT, db, dout, inp, np.ascontiguousarray(W.T), 0)
+    WT = np.ascontiguousarray(W.T)
+    dense.dense_backward(np.zeros((8, 8)), dWT, db, dout, inp, WT, 0, *_no_update(WT, db))
     assert np.isnan(dWT[:, 2]).all() and np.isfinite(np.delete(dWT, 2, axis=1)).all()
+
+
+# (opt, momentum, nesterov, weight_decay): torch.optim's rules, as in test_optimizers
+RULES = [(SGD, 0.0, 0, 0.0), (SGD, 0.0, 0, 0.01), (SGD, 0.9, 0, 0.0), (SGD, 0.9, 1, 0.01),
+         (ADAM, 0.0, 0, 0.0), (ADAM, 0.0, 0, 0.01), (ADAMW, 0.0, 0, 0.01)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B,I,O", [(5, 7, 3), (17, 33, 10), (9, 8, 17)])
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_backward_with_update_matches_numpy_gradient_then_optimizer(B, I, O, dtype, rule, bias):
+    """The fused update: every row of WT and entry of b gets the optimizer's step from its own
+    gradient, the input gradient sees the weights from before the step, and a bias-free layer
+    (nb = 0) keeps its biases."""
+    opt, mu, nesterov, wd = rule
+    inp, W, b, dout = _case(B, I, O, dtype, seed=2, sparse=True)
+    a = np.maximum(inp, 0)
+    WT0 = np.ascontiguousarray(W.T)
+    hyper = np.array([mu, nesterov, wd, 0.9, 0.999, 1e-8])
+    S = 0 if opt == SGD and mu == 0 else (1 if opt == SGD else 2)
+    rng = np.random.default_rng(B * I * O)
+    state0 = (np.abs(rng.standard_normal((S, O * I + O))) * 0.1).astype(dtype)  # a later step's state
+    lr, step = 0.05, 3
+    # the oracle: NumPy gradients, then the reference engine's optimizer on [WT, b] flattened
+    dWT_ref = dout.T.astype(np.float64) @ a
+    db_ref = dout.astype(np.float64).sum(axis=0)
+    dinp_ref = (dout.astype(np.float64) @ WT0) * (a > 0)
+    n = O * I + (O if bias else 0)
+    params = np.concatenate([WT0.ravel(), b]).astype(np.float64)
+    state = state0.astype(np.float64)
+    reference._optimizer_step(params[:n], np.concatenate([dWT_ref.ravel(), db_ref])[:n], state[:, :n],
+                              hyper, opt, lr, step)
+    for kernel in (dense._weight_grad_mt, dense._weight_grad_1t, dense.dense_backward):
+        WT, b_, st = WT0.copy(), b.copy(), state0.copy()
+        dWT, db = np.full((O, I), np.nan, dtype), np.full(O, np.nan, dtype)
+        sW, sb = st[:, :O * I], st[:, O * I:]
+        args = (b_, O if bias else 0, sW, sb, hyper, opt, lr, step, True)
+        if kernel is dense.dense_backward:
+            dinp = np.full((B, I), np.nan, dtype)
+            kernel(dinp, dWT, db, dout, a, WT, ACTIVATIONS["relu"], *args)
+            _check(dinp, dinp_ref, dtype)
+        else:
+            kernel(dWT, db, dout, a, WT, *args)
+        _check(dWT, dWT_ref, dtype)
+        _check(db, db_ref, dtype)
+        _check(WT.ravel(), params[:O * I], dtype)
+        _check(b_, params[O * I:] if bias else b, dtype)
+        if S:
+            _check(st[:, :n], state[:, :n], dtype)
 
 
 @pytest.mark.parametrize("M,N", [(1, 1), (3, 17), (16, 16), (33, 20), (784, 128), (10, 64)])

@@ -231,6 +231,26 @@ def test_fit_rejects_bad_input_and_keeps_weights(clf, bad, match):
     assert clf._params.tobytes() == before.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int64, bool])
+def test_all_finite_agrees_with_numpy_isfinite(dtype):
+    """The check fit and predict run on X and on float targets: the sum shortcut must never pass a
+    NaN or inf, nor reject large finite values whose sum overflows."""
+    from fastmlp.validation import all_finite
+    rng = np.random.default_rng(0)
+    big = np.finfo(dtype).max if np.issubdtype(dtype, np.floating) else 1
+    cases = [np.zeros((3, 4), dtype), np.full((5, 7), big, dtype), rng.standard_normal((6, 5)).astype(dtype)]
+    if np.issubdtype(dtype, np.floating):
+        for value in (np.nan, np.inf, -np.inf):
+            for where in ((0, 0), (4, 6)):
+                cases.append(_with(np.full((5, 7), big, dtype), where, value))
+                cases.append(_with(rng.standard_normal((5, 7)).astype(dtype), where, value))
+        both = np.ones((2, 3), dtype)
+        both[0, 0], both[1, 2] = np.inf, -np.inf  # their sum is NaN, and so is the check's
+        cases.append(both)
+    for arr in cases:
+        assert all_finite(arr) == bool(np.isfinite(arr).all()), arr
+
+
 def test_label_error_shows_the_label_as_a_plain_number(clf):
     """The message is for people: "label 3", not NumPy's repr "label np.int64(3)"."""
     with pytest.raises(ValueError) as info:

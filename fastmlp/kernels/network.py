@@ -36,7 +36,7 @@ from .activations import IDENTITY
 from .config import ACT, B_OFF, BN_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, PARALLEL_MIN_WORK, RUN_OFF, W_OFF, jit_pair
 from .dense import dense_backward, dense_forward, dense_infer, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
-from .optim import optimizer_step
+from .optim import update_range
 from .output import output_forward, output_loss_backward
 from .small import output_start, predict_small, train_small, use_small
 
@@ -281,15 +281,20 @@ def forward_layers(params, weights, ws, layout, bmax, rows, rates, running, trai
 
 
 @njit(**JIT)
-def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step):
+def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step, n_trainable, state,
+                    hyper, opt, lr):
     """Back-propagate from delta_a (rows, K) = dL/dz of the last layer; write every layer's
-    gradients into ``grads``. params and grads are in the transposed layout."""
+    gradients into ``grads`` and update params[:n_trainable] with the optimizer (state (S,
+    n_trainable), hyper, opt, lr; see ``optim.py``) layer by layer, as soon as a layer's weights
+    are no longer needed: the dense kernels update their rows as they compute their gradient (see
+    ``dense.dense_backward``). params, grads and state are in the transposed layout."""
     L = layout.shape[0]
     which = 0
+    update = bool(True)  # (a value, not a constant: see predict_blocked)
     for l in range(L - 1, -1, -1):
         I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
         flags = layout[l, FLAGS]
-        WT, _ = _weights_t(params, layout, l)
+        WT, b = _weights_t(params, layout, l)
         dWT, db = _weights_t(grads, layout, l)
         dout = _delta(ws, layout, bmax, which, rows, O)
         if flags & EXTRAS:  # dout holds dL/d(out): turn it into dL/dz of this layer's product
@@ -303,6 +308,8 @@ def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step):
                 dgamma, dbeta = _batchnorm_params(grads, layout, l)
                 batchnorm_backward(dout, dgamma, dbeta, dy, _aux(ws, layout, bmax, l, 1, rows), gamma,
                                    _aux_vector(ws, layout, bmax, l, 1))
+                bn = layout[l, BN_OFF]  # gamma and beta, (fan_out,) each
+                update_range(params, grads, state, hyper, opt, lr, step, bn, bn + 2 * O)
             else:  # dy is written over dout, element by element
                 hidden_output_backward(dout, dskip, dout, fy, layout[l, ACT], flags & RESIDUAL != 0,
                                        rates[l], seed, step, l)
@@ -311,7 +318,10 @@ def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step):
         below_act = IDENTITY
         if l > 0 and not layout[l - 1, FLAGS] & EXTRAS:
             below_act = layout[l - 1, ACT]  # fused: dinp comes out as dL/dz of the layer below
-        dense_backward(dinp, dWT, db, dout, _region(ws, layout, bmax, l, rows), WT, below_act)
+        w, b_off = layout[l, W_OFF], layout[l, B_OFF]
+        dense_backward(dinp, dWT, db, dout, _region(ws, layout, bmax, l, rows), WT, below_act,
+                       b, max(0, min(O, n_trainable - b_off)), state[:, w:w + O * I],
+                       state[:, b_off:b_off + O], hyper, opt, lr, step, update)
         if flags & RESIDUAL:  # out = f(y) + inp: the gradient reaches inp directly as well
             for n in range(rows):
                 for k in range(I):
@@ -361,8 +371,6 @@ def train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
     """``train_batches`` through the layer kernels: any network, any size."""
     work = _work(ws, layout, bmax)
     to_transposed(work, params, layout)
-    # threaded updates when the first layer's products are threaded (see ``optimizer_step``)
-    parallel_update = bmax * layout[0, FAN_IN] * layout[0, FAN_OUT] >= PARALLEL_MIN_WORK
     # Large batches: keep params' weights current after every step and run the forward pass as row
     # combinations of W (see FORWARD_FROM_W_ROWS); smaller ones read WT (weights_w empty).
     forward_from_w = bmax >= FORWARD_FROM_W_ROWS
@@ -382,9 +390,8 @@ def train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
         sample_loss = _sample_loss(ws, layout, bmax, rows)
         batch_losses[t] = output_loss_backward(delta, sample_loss, z, idx, y_int, y_float, weights,
                                                out_code, loss_code)
-        backward_layers(grads, work, ws, layout, bmax, rows, rates, seed, step)
-        optimizer_step(work[:n_trainable], grads[:n_trainable], opt_work, hyper, opt, lrs[t], step,
-                       parallel_update)
+        backward_layers(grads, work, ws, layout, bmax, rows, rates, seed, step, n_trainable, opt_work,
+                        hyper, opt, lrs[t])  # (and the update)
         if forward_from_w:
             for l in range(layout.shape[0]):
                 W, _ = _weights(params, layout, l)

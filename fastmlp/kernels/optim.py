@@ -1,4 +1,5 @@
-"""Parameter updates. All parameters live in one flat buffer, so every optimizer is one loop.
+"""Parameter updates. All parameters live in one flat buffer, so every optimizer is one loop over a
+stretch of it.
 
     params (P,)     every trainable weight and bias, layer by layer
     grads  (P,)     dL/dparams of the current batch, same layout
@@ -13,14 +14,15 @@ The rules are PyTorch's (torch.optim.SGD, Adam, AdamW with their default flags):
     Adam:   g = grad + wd p;  m = b1 m + (1 - b1) g;  s = b2 s + (1 - b2) g^2
             p -= lr m / (1 - b1^t) / (sqrt(s / (1 - b2^t)) + eps)
     AdamW:  p -= lr wd p first (decoupled decay), then Adam with g = grad
-Each element is independent, so a thread owns a disjoint stretch of the buffer.
+Each element is independent: the update of a stretch of the buffer can run wherever and whenever its
+gradient is ready, on the thread that computed it.
 """
 
 import math
 
-from numba import njit, prange
+from numba import njit
 
-from .config import JIT, jit_pair
+from .config import JIT
 
 SGD = 0
 ADAM = 1
@@ -37,29 +39,34 @@ def state_rows(name, momentum):
     return 2
 
 
-def _sgd(params, grads, state, hyper, lr):
-    mu, wd = hyper[MOMENTUM], hyper[WEIGHT_DECAY]
-    nesterov = hyper[NESTEROV] != 0
-    P = params.shape[0]
-    if mu == 0 and wd == 0:  # plain SGD: the article's rule
-        for i in prange(P):
-            params[i] -= lr * grads[i]
-    elif mu == 0:
-        for i in prange(P):
-            params[i] -= lr * (grads[i] + wd * params[i])
-    else:
-        for i in prange(P):
-            g = grads[i] + wd * params[i]
-            v = mu * state[0, i] + g
-            state[0, i] = v
-            params[i] -= lr * (g + mu * v if nesterov else v)
+@njit(inline="always", **JIT)
+def update_range(params, grads, state, hyper, opt, lr, step, lo, hi):
+    """The optimizer's rule (see the module docstring) on params[lo:hi], on the calling thread.
 
-
-def _adam(params, grads, state, hyper, lr, step, decoupled):
+    params, grads (P,), state (S, P). The dense kernels call it on the rows of a weight matrix right
+    after computing their gradient, while those rows are in the thread's cache (see
+    ``dense.dense_backward``); the small path calls it on the whole buffer."""
+    if opt == SGD:
+        mu, wd = hyper[MOMENTUM], hyper[WEIGHT_DECAY]
+        nesterov = hyper[NESTEROV] != 0
+        if mu == 0 and wd == 0:  # plain SGD: the article's rule
+            for i in range(lo, hi):
+                params[i] -= lr * grads[i]
+        elif mu == 0:
+            for i in range(lo, hi):
+                params[i] -= lr * (grads[i] + wd * params[i])
+        else:
+            for i in range(lo, hi):
+                g = grads[i] + wd * params[i]
+                v = mu * state[0, i] + g
+                state[0, i] = v
+                params[i] -= lr * (g + mu * v if nesterov else v)
+        return
     b1, b2, eps, wd = hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[WEIGHT_DECAY]
+    decoupled = opt == ADAMW
     correction1 = 1.0 - b1 ** step
     root_correction2 = math.sqrt(1.0 - b2 ** step)
-    for i in prange(params.shape[0]):
+    for i in range(lo, hi):
         p = params[i]
         g = grads[i]
         if decoupled:
@@ -71,24 +78,3 @@ def _adam(params, grads, state, hyper, lr, step, decoupled):
         state[0, i] = m
         state[1, i] = s
         params[i] = p - (lr / correction1) * m / (math.sqrt(s) / root_correction2 + eps)
-
-
-_sgd_mt, _sgd_1t = jit_pair(_sgd)
-_adam_mt, _adam_1t = jit_pair(_adam)
-
-
-@njit(**JIT)
-def optimizer_step(params, grads, state, hyper, opt, lr, step, parallel):
-    """Update params in place from grads with optimizer ``opt`` (see the module docstring), on all
-    threads if ``parallel``. The caller decides: a thread that updates weights another thread
-    computed pulls them across caches, which costs more than the update when the layers
-    themselves run on one thread."""
-    if opt == SGD:
-        if parallel:
-            _sgd_mt(params, grads, state, hyper, lr)
-        else:
-            _sgd_1t(params, grads, state, hyper, lr)
-    elif parallel:
-        _adam_mt(params, grads, state, hyper, lr, step, opt == ADAMW)
-    else:
-        _adam_1t(params, grads, state, hyper, lr, step, opt == ADAMW)
