@@ -44,7 +44,7 @@ def _no_update(WT, b):
     gradients: b, nb, sW, sb, hyper, opt, lr, step, update."""
     O, I = WT.shape
     return (b, 0, np.zeros((0, O * I), WT.dtype), np.zeros((0, O), WT.dtype), np.zeros(6), SGD, 0.0,
-            1, False)
+            1, 0)
 
 
 def _check(actual, expected, dtype):
@@ -160,11 +160,13 @@ def test_backward_with_update_matches_numpy_gradient_then_optimizer(B, I, O, dty
     state = state0.astype(np.float64)
     reference._optimizer_step(params[:n], np.concatenate([dWT_ref.ravel(), db_ref])[:n], state[:, :n],
                               hyper, opt, lr, step)
-    for kernel in (dense._weight_grad_mt, dense._weight_grad_1t, dense.dense_backward):
+    # the weight-gradient kernels with the update per block (1) and after the loop (2)
+    for kernel, mode in ((dense._weight_grad_mt, 1), (dense._weight_grad_1t, 1), (dense._weight_grad_mt, 2),
+                         (dense._weight_grad_1t, 2), (dense.dense_backward, True)):
         WT, b_, st = WT0.copy(), b.copy(), state0.copy()
         dWT, db = np.full((O, I), np.nan, dtype), np.full(O, np.nan, dtype)
         sW, sb = st[:, :O * I], st[:, O * I:]
-        args = (b_, O if bias else 0, sW, sb, hyper, opt, lr, step, True)
+        args = (b_, O if bias else 0, sW, sb, hyper, opt, lr, step, mode)
         if kernel is dense.dense_backward:
             dinp = np.full((B, I), np.nan, dtype)
             kernel(dinp, dWT, db, dout, a, WT, ACTIVATIONS["relu"], *args)

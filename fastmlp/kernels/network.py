@@ -36,7 +36,7 @@ from .activations import IDENTITY
 from .config import ACT, B_OFF, BN_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, PARALLEL_MIN_WORK, RUN_OFF, W_OFF, jit_pair
 from .dense import dense_backward, dense_forward, dense_infer, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
-from .optim import update_range
+from .optim import update_rows
 from .output import output_forward, output_loss_backward
 from .small import output_start, predict_small, train_small, use_small
 
@@ -309,7 +309,8 @@ def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step, n_
                 batchnorm_backward(dout, dgamma, dbeta, dy, _aux(ws, layout, bmax, l, 1, rows), gamma,
                                    _aux_vector(ws, layout, bmax, l, 1))
                 bn = layout[l, BN_OFF]  # gamma and beta, (fan_out,) each
-                update_range(params, grads, state, hyper, opt, lr, step, bn, bn + 2 * O)
+                update_rows(params[bn:bn + 2 * O].reshape((1, 2 * O)), grads[bn:bn + 2 * O].reshape((1, 2 * O)),
+                            state[:, bn:bn + 2 * O], hyper, opt, lr, step, 0, 1)
             else:  # dy is written over dout, element by element
                 hidden_output_backward(dout, dskip, dout, fy, layout[l, ACT], flags & RESIDUAL != 0,
                                        rates[l], seed, step, l)

@@ -40,41 +40,48 @@ def state_rows(name, momentum):
 
 
 @njit(inline="always", **JIT)
-def update_range(params, grads, state, hyper, opt, lr, step, lo, hi):
-    """The optimizer's rule (see the module docstring) on params[lo:hi], on the calling thread.
+def update_rows(params, grads, state, hyper, opt, lr, step, r0, r1):
+    """The optimizer's rule (see the module docstring) on rows r0:r1 of params, on the calling thread.
 
-    params, grads (P,), state (S, P). The dense kernels call it on the rows of a weight matrix right
-    after computing their gradient, while those rows are in the thread's cache (see
-    ``dense.dense_backward``); the small path calls it on the whole buffer."""
+    params, grads (R, C): a weight matrix, or a flat buffer seen as (1, P) or (P, 1); state (S, R * C),
+    element [r, k]'s state at column r * C + k. The dense kernels call it on the rows of a weight
+    matrix right after computing their gradient, while those rows are in the thread's cache (see
+    ``dense.dense_backward``); the small path calls it on the whole buffer. (Two-dimensional, because
+    LLVM vectorises the loop over a row of a matrix inside a parallel kernel, but not the same loop
+    over a flat range of a reshaped view.)"""
+    C = params.shape[1]
     if opt == SGD:
         mu, wd = hyper[MOMENTUM], hyper[WEIGHT_DECAY]
         nesterov = hyper[NESTEROV] != 0
-        if mu == 0 and wd == 0:  # plain SGD: the article's rule
-            for i in range(lo, hi):
-                params[i] -= lr * grads[i]
-        elif mu == 0:
-            for i in range(lo, hi):
-                params[i] -= lr * (grads[i] + wd * params[i])
-        else:
-            for i in range(lo, hi):
-                g = grads[i] + wd * params[i]
-                v = mu * state[0, i] + g
-                state[0, i] = v
-                params[i] -= lr * (g + mu * v if nesterov else v)
+        for r in range(r0, r1):
+            if mu == 0 and wd == 0:  # plain SGD: the article's rule
+                for k in range(C):
+                    params[r, k] -= lr * grads[r, k]
+            elif mu == 0:
+                for k in range(C):
+                    params[r, k] -= lr * (grads[r, k] + wd * params[r, k])
+            else:
+                for k in range(C):
+                    g = grads[r, k] + wd * params[r, k]
+                    v = mu * state[0, r * C + k] + g
+                    state[0, r * C + k] = v
+                    params[r, k] -= lr * (g + mu * v if nesterov else v)
         return
     b1, b2, eps, wd = hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[WEIGHT_DECAY]
     decoupled = opt == ADAMW
     correction1 = 1.0 - b1 ** step
     root_correction2 = math.sqrt(1.0 - b2 ** step)
-    for i in range(lo, hi):
-        p = params[i]
-        g = grads[i]
-        if decoupled:
-            p -= lr * wd * p
-        else:
-            g += wd * p
-        m = b1 * state[0, i] + (1.0 - b1) * g
-        s = b2 * state[1, i] + (1.0 - b2) * g * g
-        state[0, i] = m
-        state[1, i] = s
-        params[i] = p - (lr / correction1) * m / (math.sqrt(s) / root_correction2 + eps)
+    for r in range(r0, r1):
+        for k in range(C):
+            p = params[r, k]
+            g = grads[r, k]
+            if decoupled:
+                p -= lr * wd * p
+            else:
+                g += wd * p
+            i = r * C + k
+            m = b1 * state[0, i] + (1.0 - b1) * g
+            s = b2 * state[1, i] + (1.0 - b2) * g * g
+            state[0, i] = m
+            state[1, i] = s
+            params[r, k] = p - (lr / correction1) * m / (math.sqrt(s) / root_correction2 + eps)

@@ -4,7 +4,7 @@ A step of the seed XOR network (2-4-1, four samples) is about 110 multiply-adds 
 exponentials. Through the layer kernels (``network.train_blocked``) it costs ~1.6 us, nearly all of
 it spent calling them and making their array views, not computing. Here the whole step is one
 function over flat buffers: forward, ``output.loss_row`` and backward are inlined into it, and the
-optimizer's update (``optim.update_range``) is inlined too.
+optimizer's update (``optim.update_rows``) is inlined too.
 
 The buffers are those of ``network.train_batches``, used directly:
     params (P,)   the Model's layout: layer l's W (fan_in, fan_out) at W_OFF, row-major, b at B_OFF
@@ -22,7 +22,7 @@ from numba import njit
 
 from .activations import activate, activation_grad
 from .config import ACT, B_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, W_OFF
-from .optim import update_range
+from .optim import update_rows
 from .output import batch_weight, loss_row, output_row
 
 # A step of at most this many multiply-adds (batch x weights) takes the small path. Measured with
@@ -137,7 +137,9 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
                             s += ws[d_start + n * O + j] * params[w + k * O + j]
                         ws[other + n * I + k] = s * activation_grad(ws[a_start + n * I + k], below)
                 d_start, other = other, d_start
-        update_range(params, grads, opt_state, hyper, opt, lrs[t], step0 + t + 1, 0, n_trainable)
+        update_rows(params[:n_trainable].reshape((1, n_trainable)),
+                    grads[:n_trainable].reshape((1, n_trainable)), opt_state, hyper, opt, lrs[t],
+                    step0 + t + 1, 0, 1)
 
 
 @njit(**SMALL_JIT)
