@@ -193,7 +193,6 @@ def _weight_grad(dWT, db, dout, inp, WT, b, nb, sW, sb, hyper, opt, lr, step, up
     ``dense_backward``); 2: the optimizer runs over all of WT and b[:nb] after the loop (one long
     stream, faster on one thread: at batch 1, 16 instead of 20 us for 784 x 128); 0: no update."""
     B, O = dout.shape
-    I = inp.shape[1]
     for blk in prange((O + TILE - 1) // TILE):
         j = blk * TILE
         j1 = min(j + TILE, O)
