@@ -8,7 +8,8 @@ their arguments: the Python layer (``fastmlp.model``) validates everything befor
 - ``dense``:       ``dense_forward`` / ``dense_backward``, a fully connected layer, and
                    ``dense_infer``, its forward pass for prediction.
 - ``output``:      the output transform (softmax, sigmoid, identity) fused with its loss.
-- ``optim``:       parameter updates over the flat parameter buffer.
+- ``optim``:       the optimizers' rules (``update_rows``), applied inside the weight-gradient
+                   kernels and the small path.
 - ``network``:     whole-network passes: ``train_batches`` runs many SGD steps in one call.
 - ``small``:       ``train_small``, the same steps as one loop nest, for tiny networks (XOR).
 """
