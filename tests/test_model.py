@@ -9,6 +9,7 @@ import pytest
 from torch import nn
 
 from fastmlp import FastMLPError, Model, TrainingDiverged
+from fastmlp.validation import all_finite
 
 # ---- save / load ----------------------------------------------------------------------------------
 
@@ -235,7 +236,6 @@ def test_fit_rejects_bad_input_and_keeps_weights(clf, bad, match):
 def test_all_finite_agrees_with_numpy_isfinite(dtype):
     """The check fit and predict run on X and on float targets: the sum shortcut must never pass a
     NaN or inf, nor reject large finite values whose sum overflows."""
-    from fastmlp.validation import all_finite
     rng = np.random.default_rng(0)
     big = np.finfo(dtype).max if np.issubdtype(dtype, np.floating) else 1
     cases = [np.zeros((3, 4), dtype), np.full((5, 7), big, dtype), rng.standard_normal((6, 5)).astype(dtype)]

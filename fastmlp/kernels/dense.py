@@ -203,11 +203,17 @@ def _weight_grad(dWT, db, dout, inp, WT, b, nb, sW, sb, hyper, opt, lr, step, up
                 s += dout[n, u]
             db[u] = s
         if update == 1:
-            update_rows(WT, dWT, sW, hyper, opt, lr, step, j, j1)
-            update_rows(b.reshape((O, 1)), db.reshape((O, 1)), sb, hyper, opt, lr, step, j, min(j1, nb))
+            _update_units(WT, dWT, b, db, nb, sW, sb, hyper, opt, lr, step, j, j1)
     if update == 2:
-        update_rows(WT, dWT, sW, hyper, opt, lr, step, 0, O)
-        update_rows(b.reshape((O, 1)), db.reshape((O, 1)), sb, hyper, opt, lr, step, 0, nb)
+        _update_units(WT, dWT, b, db, nb, sW, sb, hyper, opt, lr, step, 0, O)
+
+
+@njit(inline="always", **JIT)
+def _update_units(WT, dWT, b, db, nb, sW, sb, hyper, opt, lr, step, j0, j1):
+    """The optimizer step for units j0:j1: rows of WT (O, I) and, below nb, entries of b (O,)."""
+    O = b.shape[0]
+    update_rows(WT, dWT, sW, hyper, opt, lr, step, j0, j1)
+    update_rows(b.reshape((O, 1)), db.reshape((O, 1)), sb, hyper, opt, lr, step, j0, min(j1, nb))
 
 
 def _input_grad(dinp, dout, WT, inp, inp_act):
