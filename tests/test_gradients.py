@@ -23,7 +23,7 @@ OUTPUT_LOSS = [("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy")
                ("sigmoid", "mse"), ("identity", "mse")]
 LAYERS = [5, 4, 3, 3]
 N = 7
-# The kernels compute a batch row by row below 8 samples and in 4 x 2 tiles from 8 up: 7 takes the
+# The kernels compute a batch row by row below 8 samples and in 4 x 4 tiles from 8 up: 7 takes the
 # first path, 13 the second (with a partial tile of rows, and odd widths leaving partial columns).
 BATCH_SIZES = [7, 13]
 H = 1e-4
