@@ -14,6 +14,7 @@ import pytest
 
 from fastmlp import Model
 from fastmlp.kernels.config import PARALLEL_MIN_WORK
+from fastmlp.kernels.network import FORWARD_FROM_W_ROWS
 
 from conftest import make_targets
 
@@ -72,6 +73,23 @@ def test_numba_matches_numpy_engine(arch, dtype):
     X_new = np.random.default_rng(3).standard_normal((1500, 6))  # more rows than one predict block
     np.testing.assert_allclose(fast.predict_proba(X_new), ref.predict_proba(X_new), **tol)
     assert fast.predict_proba(X_new).dtype == dtype
+
+
+@pytest.mark.parametrize("batch", [64, FORWARD_FROM_W_ROWS + 36])
+def test_numba_matches_numpy_engine_at_large_batches(batch):
+    """Both ways the training forward pass reads the weights: the transposed copy (batch 64), and,
+    from FORWARD_FROM_W_ROWS rows on, the Model's layout kept current by a transpose every step.
+    Two epochs of three batches each (the last one partial), the first layer 784 wide as an image."""
+    fast, ref = _pair([784, 24, 16, 5], ["relu", "tanh"], "softmax", "cross_entropy", True, np.float64)
+    rng = np.random.default_rng(6)
+    n = 2 * batch + batch // 2
+    X, y = rng.random((n, 784)), rng.integers(0, 5, n)
+    start = fast._params.copy()
+    h_fast = fast.fit(X, y, epochs=2, batch_size=batch, lr=0.2, seed=5)
+    h_ref = ref.fit(X, y, epochs=2, batch_size=batch, lr=0.2, seed=5)
+    assert not np.allclose(fast._params, start, rtol=1e-3, atol=0)
+    np.testing.assert_allclose(fast._params, ref._params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h_fast.loss, h_ref.loss, rtol=1e-10)
 
 
 def test_predict_proba_matches_formula():

@@ -48,10 +48,11 @@ AUX_MATRICES = 5  # y, zhat, fy, dskip, dy
 
 # From this many rows per batch, training also keeps params' weights (the Model's layout) current:
 # one transpose per layer and step, 25-35 us for 784 x 128 on 2 threads, buys the faster forward
-# product (row combinations of W, ``dense_infer``), which at batch 256 saves ~120 us per step on the
-# seed network (measured: 260 instead of 381 us for the first layer, 27 instead of 59 for the second).
-# At batch 64 the two roughly cancel, and below it the transpose costs more than it saves.
-FORWARD_FROM_W_ROWS = 128
+# product (row combinations of W, ``dense_infer``). Measured on the seed network (ms per epoch,
+# reading WT / keeping W): batch 128, 207-212 / 227-233; 256, 201-217 / 208-216; 512, 187-202 /
+# 199-211; 1024, 201-278 / 195-268. (Before the dot products moved to 4 x 4 tiles aligned on cache
+# lines, W paid from batch 128 on: at 256, 260 instead of 381 us for the first layer's forward.)
+FORWARD_FROM_W_ROWS = 1024
 AUX_VECTORS = 2   # mean, inv_std
 
 
