@@ -23,8 +23,9 @@ OUTPUT_LOSS = [("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy")
                ("sigmoid", "mse"), ("identity", "mse")]
 LAYERS = [5, 4, 3, 3]
 N = 7
-# The kernels compute a batch row by row below 8 samples and in 4 x 4 tiles from 8 up: 7 takes the
-# first path, 13 the second (with a partial tile of rows, and odd widths leaving partial columns).
+# These layers do 41 multiply-adds per sample, so a batch of up to 12 takes the small path, row by row
+# (small.SMALL_MAX_WORK = 512), and 13 the layer kernels' 4 x 4 tiles: 7 takes the first path, 13 the
+# second (with a partial tile of rows, and odd widths leaving partial columns).
 BATCH_SIZES = [7, 13]
 H = 1e-4
 
