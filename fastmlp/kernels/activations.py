@@ -50,3 +50,33 @@ def activation_grad(a, code):
     if code == TANH:
         return 1.0 - a * a
     return 1.0
+
+
+@njit(inline="always", **JIT)
+def activate_range(buf, start, stop, code):
+    """buf[start:stop] <- f(buf[start:stop]), in place: one loop per code, chosen once, so the loop
+    holds no branch on it."""
+    if code == RELU:
+        for i in range(start, stop):
+            buf[i] = activate(buf[i], RELU)
+    elif code == SIGMOID:
+        for i in range(start, stop):
+            buf[i] = activate(buf[i], SIGMOID)
+    elif code == TANH:
+        for i in range(start, stop):
+            buf[i] = activate(buf[i], TANH)
+
+
+@njit(inline="always", **JIT)
+def activation_grad_range(delta, d, out, o, count, code):
+    """delta[d:d+count] *= f'(z), from the outputs a = f(z) in out[o:o+count] (see
+    ``activation_grad``): one loop per code, as in ``activate_range``."""
+    if code == RELU:
+        for i in range(count):
+            delta[d + i] *= activation_grad(out[o + i], RELU)
+    elif code == SIGMOID:
+        for i in range(count):
+            delta[d + i] *= activation_grad(out[o + i], SIGMOID)
+    elif code == TANH:
+        for i in range(count):
+            delta[d + i] *= activation_grad(out[o + i], TANH)

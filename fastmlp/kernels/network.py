@@ -38,7 +38,8 @@ from .dense import dense_backward, dense_forward, dense_infer, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import update_rows
 from .output import output_forward, output_loss_backward
-from .small import output_start, predict_small, train_small, use_small
+from .small import predict_small, train_small, use_small
+from .small import workspace_size as small_workspace_size
 
 # flags
 EXTRAS = 1      # batch normalization, residual or dropout follow this hidden layer's product
@@ -57,10 +58,24 @@ AUX_VECTORS = 2   # mean, inv_std
 
 
 def workspace_size(layout, bmax):
-    """Length of the flat workspace for batches of at most ``bmax`` samples."""
+    """Length of the flat workspace for batches of at most ``bmax`` samples: long enough for the
+    layer kernels' carving (the module docstring) and for the small path's (``small.py``)."""
     widths = [int(r[FAN_IN]) for r in layout] + [int(layout[-1][FAN_OUT])]
     aux = sum((AUX_MATRICES * bmax + AUX_VECTORS) * int(r[FAN_OUT]) for r in layout if r[FLAGS] & EXTRAS)
-    return bmax * (sum(widths) + 2 * max(widths) + 1) + int(n_params(layout)) + aux
+    blocked = bmax * (sum(widths) + 2 * max(widths) + 1) + int(n_params(layout)) + aux
+    return max(blocked, small_workspace_size(layout, bmax))
+
+
+@njit(inline="always", **JIT)
+def output_start(layout, bmax):
+    """Offset of the output region in the workspace, and the widest layer width, which sizes the
+    delta buffers that follow it."""
+    L = layout.shape[0]
+    start, widest = 0, layout[L - 1, FAN_OUT]
+    for l in range(L):
+        start += bmax * layout[l, FAN_IN]
+        widest = max(widest, layout[l, FAN_IN])
+    return start, widest
 
 
 @njit(inline="always", **JIT)
