@@ -16,7 +16,12 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 # core, so smaller loops gain nothing from a second thread.
 PARALLEL_MIN_WORK = 1 << 18
 
-JIT = dict(cache=True, fastmath=FASTMATH)
+# error_model "numpy": a float division by zero gives inf or NaN, as in NumPy, instead of raising
+# ZeroDivisionError. The kernels never divide by zero (their divisors are sums of exponentials, batch
+# weights checked nonzero, square roots plus eps), and the check numba otherwise puts before every
+# division stops LLVM from vectorising the loop around it (measured: Adam's update of a 784 x 128
+# float32 matrix, 405 us with the check, 91 us without).
+JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
 
 # Columns of ``layout`` (L, 8), one row per layer: see network.py (small.py reads it too).
 FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT, BN_OFF, RUN_OFF, FLAGS = range(8)
