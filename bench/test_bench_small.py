@@ -12,9 +12,10 @@ from fastmlp.kernels.optim import SGD
 from fastmlp.kernels.output import BINARY_CROSS_ENTROPY, SIGMOID
 
 STEPS = 2_000
-# (layers, batch): work per step = batch x weights, around the threshold (512)
+# (layers, batch): work per step = batch x weights, around the threshold (SMALL_MAX_WORK)
 NETWORKS = [((2, 4, 1), 4), ((2, 4, 1), 16), ((2, 16, 1), 4), ((4, 16, 3), 4), ((2, 64, 1), 4),
-            ((2, 16, 1), 16)]
+            ((2, 16, 1), 16), ((2, 128, 1), 4), ((2, 64, 1), 16), ((4, 32, 2), 16), ((8, 32, 4), 16),
+            ((16, 32, 8), 16), ((8, 32, 4), 64)]
 
 
 def _args(layers, batch):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fastmlp import Model
+from fastmlp.kernels.small import use_small
 
 from conftest import batch_loss_and_grad, make_targets
 
@@ -23,11 +24,17 @@ OUTPUT_LOSS = [("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy")
                ("sigmoid", "mse"), ("identity", "mse")]
 LAYERS = [5, 4, 3, 3]
 N = 7
-# These layers do 41 multiply-adds per sample, so a batch of up to 12 takes the small path, row by row
-# (small.SMALL_MAX_WORK = 512), and 13 the layer kernels' 4 x 4 tiles: 7 takes the first path, 13 the
-# second (with a partial tile of rows, and odd widths leaving partial columns).
-BATCH_SIZES = [7, 13]
+# These layers do 41 multiply-adds per sample, so a batch of up to 24 takes the small path (small.
+# SMALL_MAX_WORK = 1024; 7 rows padded to 8 there), and 25 or more the layer kernels' 4 x 4 tiles: 7
+# takes the first path, 29 the second (with a partial tile of rows, and odd widths leaving partial
+# columns). test_batch_sizes_take_both_paths checks it.
+BATCH_SIZES = [7, 29]
 H = 1e-4
+
+
+def test_batch_sizes_take_both_paths():
+    layout = _model("relu", "softmax", "cross_entropy")._layout
+    assert [use_small(layout, n) for n in BATCH_SIZES] == [True, False]
 
 
 def _model(activation, output, loss, bias=True, seed=0):
@@ -152,7 +159,7 @@ def test_fit_step_applies_the_checked_gradient(output, loss, bias, n):
 def test_batch_gradient_is_mean_of_sample_gradients(n):
     """The batch gradient of a mean loss is the mean of the one-sample gradients (checks the 1/B
     scaling and that samples of a batch do not leak into each other). One-sample batches take the
-    row-by-row path, so for n = 13 this also compares the two paths."""
+    small path, so for n = 29 this also compares the two paths."""
     model = _model("sigmoid", "softmax", "cross_entropy", seed=9)
     X, y = _data("softmax", "cross_entropy", seed=9, n=n)
     _, batch = batch_loss_and_grad(model, X, y)

@@ -38,11 +38,12 @@ from .output import batch_weight, loss_row, output_row
 
 # A step of at most this many multiply-adds (batch x weights) takes the small path. Measured with
 # bench/test_bench_small.py (ms per 2,000 float64 steps, small vs blocked): 2-4-1 at batch 4
-# (48 multiply-adds), 0.98 vs 3.35; 2-16-1 at batch 4 (192), 2.23 vs 3.82; 2-4-1 at batch 16 (192),
-# 3.62 vs 4.80; 4-16-3 at batch 4 (448), 4.08 vs 4.50; 2-64-1 at batch 4 (768), 6.50 vs 5.70;
-# 2-16-1 at batch 16 (768), 8.53 vs 6.37. The loops here are scalar: past a few hundred
+# (48 multiply-adds), 0.70 vs 4.12; 2-16-1 at batch 4 (192), 1.48 vs 4.80; 4-16-3 at batch 4 (448),
+# 2.82 vs 5.36; 2-64-1 at batch 4 (768), 4.64 vs 6.79; 2-16-1 at batch 16 (768), 5.42 vs 7.10;
+# 2-128-1 at batch 4 (1,024), 8.88 vs 9.89; 2-64-1 at batch 16 (2,048), 17.6 vs 12.6; 4-32-2 at
+# batch 16 (3,072), 16.5 vs 10.8. The loops here are scalar over the units: past a thousand or so
 # multiply-adds the blocked kernels' register tiles win.
-SMALL_MAX_WORK = 512
+SMALL_MAX_WORK = 1024
 
 
 def use_small(layout, bmax):
