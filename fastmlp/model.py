@@ -275,6 +275,8 @@ class _Run:
         weighted = (losses * sizes).reshape(group, n_batches)
         weighted[0, :skip] = 0.0
         weighted[0, 0] += partial
+        if n_batches == 1:  # full-batch epochs (the XOR run: 10,000 of them), nothing to add up
+            return weighted[:, 0] / n
         return np.cumsum(weighted, axis=1)[:, -1] / n
 
     @staticmethod
@@ -687,7 +689,11 @@ class Model:
                 raise TrainingInterrupted(checkpoint, history) from None
             skip, partial = 0, 0.0
             history.loss.extend(losses.tolist())
-            history.lr.extend(np.asarray(lrs, np.float64).tolist())
+            lrs = np.asarray(lrs, np.float64)
+            if lrs[0] == lrs[-1] and (lrs == lrs[0]).all():  # a constant rate: one float, repeated
+                history.lr.extend([float(lrs[0])] * len(lrs))  # (10x faster than tolist)
+            else:
+                history.lr.extend(lrs.tolist())
             epoch += len(losses)
             if track_grad_norms:
                 history.grad_norms.append([float(np.linalg.norm(W)) for W in self._views("weights", self._grads)])
