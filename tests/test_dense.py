@@ -41,10 +41,9 @@ def _case(B, I, O, dtype, seed=0, sparse=False):
 
 def _no_update(WT, b):
     """The optimizer arguments of ``_weight_grad`` / ``dense_backward`` when they only compute
-    gradients: b, nb, sW, sb, hyper, opt, lr, step, update."""
+    gradients: b, nb, state, sw, sb, hyper, opt, lr, step, update."""
     O, I = WT.shape
-    return (b, 0, np.zeros((0, O * I), WT.dtype), np.zeros((0, O), WT.dtype), np.zeros(6), SGD, 0.0,
-            1, 0)
+    return (b, 0, np.zeros((0, O * I + O), WT.dtype), 0, O * I, np.zeros(6), SGD, 0.0, 1, 0)
 
 
 def _check(actual, expected, dtype):
@@ -149,7 +148,9 @@ def test_backward_with_update_matches_numpy_gradient_then_optimizer(B, I, O, dty
     hyper = np.array([mu, nesterov, wd, 0.9, 0.999, 1e-8])
     S = 0 if opt == SGD and mu == 0 else (1 if opt == SGD else 2)
     rng = np.random.default_rng(B * I * O)
-    state0 = (np.abs(rng.standard_normal((S, O * I + O))) * 0.1).astype(dtype)  # a later step's state
+    # a later step's state; the layer's stretch starts at column 5 of a wider buffer, as in a network
+    pad = 5
+    state0 = (np.abs(rng.standard_normal((S, pad + O * I + O + 3))) * 0.1).astype(dtype)
     lr, step = 0.05, 3
     # the oracle: NumPy gradients, then the reference engine's optimizer on [WT, b] flattened
     dWT_ref = dout.T.astype(np.float64) @ a
@@ -157,7 +158,7 @@ def test_backward_with_update_matches_numpy_gradient_then_optimizer(B, I, O, dty
     dinp_ref = (dout.astype(np.float64) @ WT0) * (a > 0)
     n = O * I + (O if bias else 0)
     params = np.concatenate([WT0.ravel(), b]).astype(np.float64)
-    state = state0.astype(np.float64)
+    state = state0[:, pad:pad + O * I + O].astype(np.float64)
     reference._optimizer_step(params[:n], np.concatenate([dWT_ref.ravel(), db_ref])[:n], state[:, :n],
                               hyper, opt, lr, step)
     # the weight-gradient kernels with the update per block (1) and after the loop (2)
@@ -165,8 +166,7 @@ def test_backward_with_update_matches_numpy_gradient_then_optimizer(B, I, O, dty
                          (dense._weight_grad_1t, 2), (dense.dense_backward, True)):
         WT, b_, st = WT0.copy(), b.copy(), state0.copy()
         dWT, db = np.full((O, I), np.nan, dtype), np.full(O, np.nan, dtype)
-        sW, sb = st[:, :O * I], st[:, O * I:]
-        args = (b_, O if bias else 0, sW, sb, hyper, opt, lr, step, mode)
+        args = (b_, O if bias else 0, st, pad, pad + O * I, hyper, opt, lr, step, mode)
         if kernel is dense.dense_backward:
             dinp = np.full((B, I), np.nan, dtype)
             kernel(dinp, dWT, db, dout, a, WT, ACTIVATIONS["relu"], *args)
@@ -178,7 +178,9 @@ def test_backward_with_update_matches_numpy_gradient_then_optimizer(B, I, O, dty
         _check(WT.ravel(), params[:O * I], dtype)
         _check(b_, params[O * I:] if bias else b, dtype)
         if S:
-            _check(st[:, :n], state[:, :n], dtype)
+            _check(st[:, pad:pad + n], state[:, :n], dtype)
+            np.testing.assert_array_equal(st[:, :pad], state0[:, :pad])  # outside the layer's stretch
+            np.testing.assert_array_equal(st[:, pad + n:], state0[:, pad + n:])
 
 
 @pytest.mark.parametrize("M,N", [(1, 1), (3, 17), (16, 16), (33, 20), (784, 128), (10, 64)])

@@ -198,7 +198,7 @@ def _infer(out, inp, W, b, act):
                 out[r, j] = activate(out[r, j] + b[j], act)
 
 
-def _weight_grad(dWT, db, dout, inp, WT, b, nb, sW, sb, hyper, opt, lr, step, update):
+def _weight_grad(dWT, db, dout, inp, WT, b, nb, state, sw, sb, hyper, opt, lr, step, update):
     """dWT (O, I) = dout (B, O).T @ inp (B, I) and db (O,) = column sums of dout: a thread owns
     blocks of 4 units j (rows of dWT, entries of db). ``update`` 1: the thread then applies the
     optimizer to the same rows of WT (O, I) and entries of b[:nb], while they are in its cache (see
@@ -215,17 +215,18 @@ def _weight_grad(dWT, db, dout, inp, WT, b, nb, sW, sb, hyper, opt, lr, step, up
                 s += dout[n, u]
             db[u] = s
         if update == 1:
-            _update_units(WT, dWT, b, db, nb, sW, sb, hyper, opt, lr, step, j, j1)
+            _update_units(WT, dWT, b, db, nb, state, sw, sb, hyper, opt, lr, step, j, j1)
     if update == 2:
-        _update_units(WT, dWT, b, db, nb, sW, sb, hyper, opt, lr, step, 0, O)
+        _update_units(WT, dWT, b, db, nb, state, sw, sb, hyper, opt, lr, step, 0, O)
 
 
 @njit(inline="always", **JIT)
-def _update_units(WT, dWT, b, db, nb, sW, sb, hyper, opt, lr, step, j0, j1):
-    """The optimizer step for units j0:j1: rows of WT (O, I) and, below nb, entries of b (O,)."""
+def _update_units(WT, dWT, b, db, nb, state, sw, sb, hyper, opt, lr, step, j0, j1):
+    """The optimizer step for units j0:j1: rows of WT (O, I) and, below nb, entries of b (O,), whose
+    state starts at columns sw and sb of state."""
     O = b.shape[0]
-    update_rows(WT, dWT, sW, hyper, opt, lr, step, j0, j1)
-    update_rows(b.reshape((O, 1)), db.reshape((O, 1)), sb, hyper, opt, lr, step, j0, min(j1, nb))
+    update_rows(WT, dWT, state, sw, hyper, opt, lr, step, j0, j1)
+    update_rows(b.reshape((O, 1)), db.reshape((O, 1)), state, sb, hyper, opt, lr, step, j0, min(j1, nb))
 
 
 def _input_grad(dinp, dout, WT, inp, inp_act):
@@ -291,7 +292,8 @@ def dense_forward(out, inp, WT, b, act):
 
 
 @njit(**JIT)
-def dense_backward(dinp, dWT, db, dout, inp, WT, inp_act, b, nb, sW, sb, hyper, opt, lr, step, update):
+def dense_backward(dinp, dWT, db, dout, inp, WT, inp_act, b, nb, state, sw, sb, hyper, opt, lr, step,
+                   update):
     """Backward pass of ``dense_forward``, and with ``update`` the optimizer step on this layer.
 
     dout  (B, O)  in: dL/dz for this layer's pre-activations z = inp @ WT.T + b
@@ -302,8 +304,9 @@ def dense_backward(dinp, dWT, db, dout, inp, WT, inp_act, b, nb, sW, sb, hyper, 
     dinp  (B, I)  out: dL/dz of the layer below = (dout @ WT) * f'(inp), where f is that layer's
                   activation ``inp_act``; pass an array with 0 rows to skip it (first layer)
     b     (O,)    biases; b[:nb] are updated if ``update`` (nb = 0: a bias-free layer)
-    sW (S, O * I), sb (S, O), hyper, opt, lr, step: the optimizer and its state for WT and b (see
-                  ``optim.py``); unused unless ``update``
+    state (S, N), sw, sb, hyper, opt, lr, step: the optimizer and its state (see ``optim.py``),
+                  WT's at state[:, sw:sw + O * I] and b's at state[:, sb:sb + O]; unused unless
+                  ``update``
 
     The update is fused into the weight gradient: the thread that computes rows of dWT updates the
     same rows of WT at once, while both are in its cache, rather than in a pass of its own over every
@@ -322,9 +325,9 @@ def dense_backward(dinp, dWT, db, dout, inp, WT, inp_act, b, nb, sW, sb, hyper, 
         else:
             _input_grad_1t(dinp, dout, WT, inp, inp_act)
     if parallel:
-        _weight_grad_mt(dWT, db, dout, inp, WT, b, nb, sW, sb, hyper, opt, lr, step, 1 if update else 0)
+        _weight_grad_mt(dWT, db, dout, inp, WT, b, nb, state, sw, sb, hyper, opt, lr, step, 1 if update else 0)
     else:
-        _weight_grad_1t(dWT, db, dout, inp, WT, b, nb, sW, sb, hyper, opt, lr, step, 2 if update else 0)
+        _weight_grad_1t(dWT, db, dout, inp, WT, b, nb, state, sw, sb, hyper, opt, lr, step, 2 if update else 0)
 
 
 @njit(**JIT)

@@ -326,7 +326,7 @@ def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step, n_
                                    _aux_vector(ws, layout, bmax, l, 1))
                 bn = layout[l, BN_OFF]  # gamma and beta, (fan_out,) each
                 update_rows(params[bn:bn + 2 * O].reshape((1, 2 * O)), grads[bn:bn + 2 * O].reshape((1, 2 * O)),
-                            state[:, bn:bn + 2 * O], hyper, opt, lr, step, 0, 1)
+                            state, bn, hyper, opt, lr, step, 0, 1)
             else:  # dy is written over dout, element by element
                 hidden_output_backward(dout, dskip, dout, fy, layout[l, ACT], flags & RESIDUAL != 0,
                                        rates[l], seed, step, l)
@@ -337,8 +337,8 @@ def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step, n_
             below_act = layout[l - 1, ACT]  # fused: dinp comes out as dL/dz of the layer below
         w, b_off = layout[l, W_OFF], layout[l, B_OFF]
         dense_backward(dinp, dWT, db, dout, _region(ws, layout, bmax, l, rows), WT, below_act,
-                       b, max(0, min(O, n_trainable - b_off)), state[:, w:w + O * I],
-                       state[:, b_off:b_off + O], hyper, opt, lr, step, update)
+                       b, max(0, min(O, n_trainable - b_off)), state, w, b_off, hyper, opt, lr, step,
+                       update)
         if flags & RESIDUAL:  # out = f(y) + inp: the gradient reaches inp directly as well
             for n in range(rows):
                 for k in range(I):

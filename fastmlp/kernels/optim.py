@@ -40,17 +40,20 @@ def state_rows(name, momentum):
 
 
 @njit(inline="always", **JIT)
-def update_rows(params, grads, state, hyper, opt, lr, step, r0, r1):
+def update_rows(params, grads, state, s0, hyper, opt, lr, step, r0, r1):
     """The optimizer's rule (see the module docstring) on rows r0:r1 of params, on the calling thread.
 
-    params, grads (R, C): a weight matrix, or a flat buffer seen as (1, P) or (P, 1); state (S, R * C),
-    element [r, k]'s state at column r * C + k. The dense kernels call it on the rows of a weight
-    matrix right after computing their gradient, while those rows are in the thread's cache (see
-    ``dense.dense_backward``); the small path calls it on the whole buffer. (Two-dimensional, because
-    LLVM vectorises the loop over a row of a matrix inside a parallel kernel, but not the same loop
-    over a flat range of a reshaped view. Each row's stretch of every array is taken as a view
-    first: indexing state[0, r * C + k] in the loop kept Adam scalar, 4.5x slower. The division in
-    Adam vectorises only because the kernels use numba's "numpy" error model: see config.py.)"""
+    params, grads (R, C): a weight matrix, or a flat buffer seen as (1, P) or (P, 1); state (S, N),
+    C-contiguous: element [r, k]'s state at column s0 + r * C + k (the state of one layer is a
+    stretch of the whole buffer's, passed with its offset). The dense kernels call it on the rows of
+    a weight matrix right after computing their gradient, while those rows are in the thread's cache
+    (see ``dense.dense_backward``); the small path calls it on the whole buffer. (Two-dimensional,
+    because LLVM vectorises the loop over a row of a matrix inside a parallel kernel, but not the same
+    loop over a flat range of a reshaped view. Each row's stretch of the state is taken as a view of
+    a contiguous row: through a column slice of state, or indexing state[0, s0 + r * C + k] in the
+    loop, Adam's update stayed scalar, 3-4x slower. Its division vectorises only because the kernels
+    use numba's "numpy" error model: see config.py.)
+    """
     C = params.shape[1]
     if opt == SGD:
         mu, wd = hyper[MOMENTUM], hyper[WEIGHT_DECAY]
@@ -63,7 +66,7 @@ def update_rows(params, grads, state, hyper, opt, lr, step, r0, r1):
                 for k in range(C):
                     params[r, k] -= lr * (grads[r, k] + wd * params[r, k])
             else:
-                p, g, v = params[r], grads[r], state[0, r * C:(r + 1) * C]
+                p, g, v = params[r], grads[r], state[0, s0 + r * C:s0 + (r + 1) * C]
                 for k in range(C):
                     gk = g[k] + wd * p[k]
                     vk = mu * v[k] + gk
@@ -76,7 +79,8 @@ def update_rows(params, grads, state, hyper, opt, lr, step, r0, r1):
     root_correction2 = math.sqrt(1.0 - b2 ** step)
     for r in range(r0, r1):
         p_r, g_r = params[r], grads[r]
-        m_r, s_r = state[0, r * C:(r + 1) * C], state[1, r * C:(r + 1) * C]
+        i = s0 + r * C
+        m_r, s_r = state[0, i:i + C], state[1, i:i + C]
         for k in range(C):
             p = p_r[k]
             g = g_r[k]

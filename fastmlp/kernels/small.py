@@ -208,7 +208,7 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
                 activation_grad_range(ws, other, ws, a, I * R, layout[l - 1, ACT])
                 d, other = other, d
         update_rows(params[:n_trainable].reshape((1, n_trainable)),
-                    grads[:n_trainable].reshape((1, n_trainable)), opt_state, hyper, opt, lrs[t],
+                    grads[:n_trainable].reshape((1, n_trainable)), opt_state, 0, hyper, opt, lrs[t],
                     step0 + t + 1, 0, 1)
 
 
