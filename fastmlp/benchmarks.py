@@ -64,6 +64,7 @@ SEED_LAYERS = (784, 128, 64, 10)
 EPOCH_SAMPLES = 60_000
 INFERENCE_ROWS = 10_000
 TRAIN_LR = 0.01
+TRAIN_LRS = {"sgd": TRAIN_LR, "adam": 0.001}  # learning rate per optimizer of the train workloads
 DATA_SEED = 0  # the shuffle of the training samples, and the random stand-in data
 WEIGHT_SEED = 0  # the seed network's initial (He) weights
 
@@ -109,9 +110,11 @@ def default_samples(batch_size: int, quick: bool = False) -> int:
     return int(min(cfg["epoch_samples"], cfg["min_steps"] * batch_size))
 
 
-def train_name(batch_size: int, samples: int, epoch_samples: int = EPOCH_SAMPLES) -> str:
-    """``train-b64``, or ``train-b1-6000samples`` when fewer samples than an epoch are timed."""
-    name = f"train-b{batch_size}"
+def train_name(batch_size: int, samples: int, epoch_samples: int = EPOCH_SAMPLES,
+               optimizer: str = "sgd") -> str:
+    """``train-b64``, or ``train-b1-6000samples`` when fewer samples than an epoch are timed;
+    ``train-b64-adam`` with Adam."""
+    name = f"train-b{batch_size}" + ("" if optimizer == "sgd" else f"-{optimizer}")
     return name if samples >= epoch_samples else f"{name}-{samples}samples"
 
 
@@ -287,32 +290,37 @@ def _torch_net(torch, layers, activation, bias, dtype, arrays):
 
 
 def train_case(engine: str, batch_size: int, samples: int | None = None, *, quick: bool = False,
-               lr: float = TRAIN_LR) -> Case:
-    """The seed network trained with plain SGD at ``batch_size`` on ``samples`` pre-shuffled
-    samples (default: :func:`default_samples`); timings scale to an epoch of 60,000 samples
-    (2,048 in quick mode)."""
+               lr: float | None = None, optimizer: str = "sgd") -> Case:
+    """The seed network trained at ``batch_size`` on ``samples`` pre-shuffled samples (default:
+    :func:`default_samples`); timings scale to an epoch of 60,000 samples (2,048 in quick mode).
+    ``optimizer``: "sgd" (plain, lr 0.01 by default) or "adam" (PyTorch's defaults: lr 0.001,
+    betas (0.9, 0.999), eps 1e-8)."""
     _check_engine(engine, ENGINES)
+    if optimizer not in TRAIN_LRS:
+        raise FastMLPError(f"optimizer must be one of {sorted(TRAIN_LRS)}, got {optimizer!r}")
+    lr = TRAIN_LRS[optimizer] if lr is None else lr
     cfg = config(quick)
     samples = default_samples(batch_size, quick) if samples is None else int(samples)
     epoch = cfg["epoch_samples"]
     X, y = train_data(samples)
     init = seed_params()
     n_warm = min(samples, 4 * batch_size)
-    common = dict(workload=train_name(batch_size, samples, epoch), engine=engine, samples=samples,
-                  flops=float(train_flops_per_sample() * samples), dtype="float32",
+    common = dict(workload=train_name(batch_size, samples, epoch, optimizer), engine=engine,
+                  samples=samples, flops=float(train_flops_per_sample() * samples), dtype="float32",
                   scale=epoch / samples,
-                  info=dict(batch_size=batch_size, epoch_samples=epoch, lr=lr))
+                  info=dict(batch_size=batch_size, epoch_samples=epoch, lr=lr, optimizer=optimizer))
 
     if engine in ("numba", "numpy"):
         model = _fastmlp_model(SEED_LAYERS, engine, activation="relu", output="softmax",
                                dtype=np.float32, seed=WEIGHT_SEED)
 
         def run():
-            return model.fit(X, y, epochs=1, batch_size=batch_size, lr=lr, shuffle=False)
+            return model.fit(X, y, epochs=1, batch_size=batch_size, lr=lr, shuffle=False,
+                             optimizer=optimizer)
 
         def warmup():
             return model.fit(X[:n_warm], y[:n_warm], epochs=1, batch_size=batch_size, lr=lr,
-                             shuffle=False)
+                             shuffle=False, optimizer=optimizer)
 
         return Case(setup=lambda: _load_fastmlp(model, init), run=run, warmup=warmup,
                     params=lambda: _fastmlp_params(model), **common)
@@ -325,7 +333,8 @@ def train_case(engine: str, batch_size: int, samples: int | None = None, *, quic
 
     def setup():
         load(init)
-        state["opt"] = torch.optim.SGD(net.parameters(), lr=lr)
+        make = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+        state["opt"] = make(net.parameters(), lr=lr)
 
     def train(n):
         opt = state["opt"]

@@ -29,17 +29,17 @@ def test_flop_formula_matches_the_published_epoch_cost():
     assert B.train_flops_per_sample((2, 4, 1)) == 2 * 12 + 2 * 12 + 2 * 4
 
 
-@pytest.mark.parametrize("batch_size, samples", [(1, 48), (16, 320)])
-def test_train_engines_start_equal_and_end_equal(batch_size, samples):
+@pytest.mark.parametrize("batch_size, samples, optimizer", [(1, 48, "sgd"), (16, 320, "sgd"), (16, 320, "adam")])
+def test_train_engines_start_equal_and_end_equal(batch_size, samples, optimizer):
     init = B.seed_params()
-    cases = {e: B.train_case(e, batch_size, samples) for e in TRAIN_ENGINES}
+    cases = {e: B.train_case(e, batch_size, samples, optimizer=optimizer) for e in TRAIN_ENGINES}
     for e, case in cases.items():
         case.setup()
         got = case.params()
         assert [a.shape for a in got] == [a.shape for a in init], e
         assert _max_diff(got, init) == 0.0, e
         assert all(a.dtype == np.float32 for a in got), e
-        assert case.samples == samples and case.workload == B.train_name(batch_size, samples)
+        assert case.samples == samples and case.workload == B.train_name(batch_size, samples, optimizer=optimizer)
     after = {}
     for e, case in cases.items():
         case.warmup()
