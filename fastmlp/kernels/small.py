@@ -85,10 +85,29 @@ def _regions(layout, R):
 
 
 @njit(inline="always", **JIT)
+def _combine4(ws, q, init, params, c, stride, src, T, R):
+    """ws[q:q+4] <- init + sum over t < T of params[c + t * stride] * ws[src + t * R:][:4]: four
+    samples of one unit, as a combination of T unit rows (R samples each) starting at src, the four
+    sums sharing each coefficient."""
+    s0 = s1 = s2 = s3 = init
+    for t in range(T):
+        ct = params[c + t * stride]
+        p = src + t * R
+        s0 += ct * ws[p]
+        s1 += ct * ws[p + 1]
+        s2 += ct * ws[p + 2]
+        s3 += ct * ws[p + 3]
+    ws[q] = s0
+    ws[q + 1] = s1
+    ws[q + 2] = s2
+    ws[q + 3] = s3
+
+
+@njit(inline="always", **JIT)
 def _forward(ws, params, layout, R):
     """Region l + 1 (O, R) <- act(W.T (O, I) @ region l (I, R) + b) for every layer l, from the
-    input in region 0 up to the output region, which ends up holding z. Four samples at a time: the
-    four sums of a unit share each weight."""
+    input in region 0 up to the output region, which ends up holding z. Unit j's weights are column
+    j of W: params[w + j], params[w + O + j], ..."""
     a = 0
     for l in range(layout.shape[0]):
         I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
@@ -96,42 +115,18 @@ def _forward(ws, params, layout, R):
         out = a + R * I
         for j in range(O):
             for n in range(0, R, 4):
-                s0 = s1 = s2 = s3 = params[b + j]
-                for k in range(I):
-                    wkj = params[w + k * O + j]
-                    p = a + k * R + n
-                    s0 += wkj * ws[p]
-                    s1 += wkj * ws[p + 1]
-                    s2 += wkj * ws[p + 2]
-                    s3 += wkj * ws[p + 3]
-                q = out + j * R + n
-                ws[q] = s0
-                ws[q + 1] = s1
-                ws[q + 2] = s2
-                ws[q + 3] = s3
+                _combine4(ws, out + j * R + n, params[b + j], params, w + j, O, a + n, I, R)
         activate_range(ws, out, out + R * O, layout[l, ACT])  # the output layer's is IDENTITY
         a = out
 
 
 @njit(inline="always", **JIT)
 def _input_grad(ws, dst, src, params, w, I, O, R):
-    """ws[dst:] (I, R) <- W (I, O) @ ws[src:] (O, R): dL/d(layer input) from dL/dz, four samples at
-    a time (before the activation derivative)."""
+    """ws[dst:] (I, R) <- W (I, O) @ ws[src:] (O, R): dL/d(layer input) from dL/dz (before the
+    activation derivative). Input unit k's coefficients are row k of W: params[w + k * O + j]."""
     for k in range(I):
         for n in range(0, R, 4):
-            s0 = s1 = s2 = s3 = 0.0
-            for j in range(O):
-                wkj = params[w + k * O + j]
-                p = src + j * R + n
-                s0 += wkj * ws[p]
-                s1 += wkj * ws[p + 1]
-                s2 += wkj * ws[p + 2]
-                s3 += wkj * ws[p + 3]
-            q = dst + k * R + n
-            ws[q] = s0
-            ws[q + 1] = s1
-            ws[q + 2] = s2
-            ws[q + 3] = s3
+            _combine4(ws, dst + k * R + n, 0.0, params, w + k * O, 1, src + n, O, R)
 
 
 @njit(inline="always", **JIT)
