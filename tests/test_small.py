@@ -100,16 +100,21 @@ def test_which_networks_take_the_small_path():
 
 
 @pytest.mark.parametrize("output,loss", PAIRS)
-def test_fit_on_the_small_path_matches_the_numpy_engine(output, loss):
-    """Model.fit end to end (batches of 4 through a 2-5-2 network: the small path) against the
-    reference engine, with sample weights and momentum."""
+@pytest.mark.parametrize("batch", [1, 3, 4, 7])
+def test_fit_on_the_small_path_matches_the_numpy_engine(output, loss, batch):
+    """Model.fit end to end (batches through a 2-5-2 network: the small path, whose workspace pads
+    a batch to a multiple of 4 samples; 24 samples leave a shorter last batch for 7) against the
+    reference engine, with sample weights and momentum; then predict_proba on 11 rows."""
     rng = np.random.default_rng(5)
     X, y = rng.standard_normal((24, 2)), make_targets(rng, loss, 24, 2)
     kw = dict(activation="sigmoid", output=output, loss=loss, dtype=np.float64)
     fast, ref = Model([2, 5, 2], seed=6, engine="numba", **kw), Model([2, 5, 2], seed=7, engine="numpy", **kw)
     ref._params[...] = fast._params
-    assert small.use_small(fast._layout, 4)
-    fit = dict(epochs=5, batch_size=4, lr=0.1, momentum=0.9, seed=8, sample_weight=rng.uniform(0.5, 1.5, 24))
+    assert small.use_small(fast._layout, batch)
+    fit = dict(epochs=5, batch_size=batch, lr=0.1, momentum=0.9, seed=8, sample_weight=rng.uniform(0.5, 1.5, 24))
     h_fast, h_ref = fast.fit(X, y, **fit), ref.fit(X, y, **fit)
     np.testing.assert_allclose(h_fast.loss, h_ref.loss, rtol=1e-10)
     np.testing.assert_allclose(fast._params, ref._params, rtol=1e-9, atol=1e-12)
+    X_new = rng.standard_normal((11, 2))
+    assert small.use_small(fast._layout, 11)  # predict_proba's batch: all 11 rows, padded to 12
+    np.testing.assert_allclose(fast.predict_proba(X_new), ref.predict_proba(X_new), rtol=1e-12, atol=1e-15)
