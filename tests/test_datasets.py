@@ -250,7 +250,8 @@ def test_tampered_copy_is_rejected_not_used(tmp_path, monkeypatch):
 
 GOOD_PAYLOAD = bytes(range(6))
 HOSTILE_FILES = {
-    "truncated payload": (idx_bytes(0x08, (2, 3), GOOD_PAYLOAD[:5]), ["truncated", "expected 6 bytes of data, found 5"]),
+    "truncated payload": (idx_bytes(0x08, (2, 3), GOOD_PAYLOAD[:5]),
+                          ["truncated", "expected 6 bytes of data, found 5"]),
     "trailing bytes": (idx_bytes(0x08, (2, 3), GOOD_PAYLOAD + b"\0\0"), ["trailing bytes", "2 bytes"]),
     "wrong magic": (idx_bytes(0x08, (2, 3), GOOD_PAYLOAD, magic01=b"\x01\x00"), ["magic", "first two bytes"]),
     "wrong type code": (idx_bytes(0x0A, (2, 3), GOOD_PAYLOAD), ["type code 0x0A"]),
@@ -262,7 +263,8 @@ HOSTILE_FILES = {
     "truncated dims": (idx_bytes(0x08, (2, 3), b"")[:9], ["truncated header", "found 5"]),
     "short magic": (b"\0\0\x08", ["truncated header", "found 3"]),
     "empty file": (b"", ["empty"]),
-    "multi-byte truncated": (idx_bytes(0x0C, (2,), b"\0\0\0\1\0\0\0"), ["truncated", "expected 8 bytes of data, found 7"]),
+    "multi-byte truncated": (idx_bytes(0x0C, (2,), b"\0\0\0\1\0\0\0"),
+                             ["truncated", "expected 8 bytes of data, found 7"]),
 }
 
 

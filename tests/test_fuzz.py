@@ -213,7 +213,8 @@ def zip_of(entries) -> bytes:
 
 
 HOSTILE_JSON = [None, True, False, 0, -1, 1, 3, 4096, 1.5, -0.0, 1e308, "", "relu", "float16", "float64",
-                "cross_entropy", [], [0], [4, 3, 2], [3, 2], [[4]], ["relu"], {}, {"a": 1}, 2**63, 2**64, -2**63, 10**400, "x" * 1000]
+                "cross_entropy", [], [0], [4, 3, 2], [3, 2], [[4]], ["relu"], {}, {"a": 1}, 2**63, 2**64, -2**63,
+                10**400, "x" * 1000]
 
 
 @st.composite
