@@ -56,8 +56,10 @@ def use_small(layout, bmax):
     return bmax * int((layout[:, FAN_IN] * layout[:, FAN_OUT]).sum()) <= SMALL_MAX_WORK
 
 
+@njit(inline="always", **JIT)
 def padded_rows(bmax):
-    """Samples per unit row in the workspace: bmax rounded up to a multiple of 4."""
+    """Samples per unit row in the workspace: bmax rounded up to a multiple of 4. (Compiled, so
+    that ``workspace_size`` in Python and the kernels share this one formula.)"""
     return (bmax + 3) // 4 * 4
 
 
@@ -66,7 +68,7 @@ def workspace_size(layout, bmax):
     layout = np.asarray(layout)
     K = int(layout[-1, FAN_OUT])
     widest = max(int(layout[:, FAN_IN].max()), K)
-    return padded_rows(bmax) * (int(layout[:, FAN_IN].sum()) + K + 2 * widest) + 2 * bmax * K
+    return int(padded_rows(bmax)) * (int(layout[:, FAN_IN].sum()) + K + 2 * widest) + 2 * bmax * K
 
 
 @njit(inline="always", **JIT)
@@ -155,7 +157,7 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
     # of the XOR run.)
     L = layout.shape[0]
     K = layout[L - 1, FAN_OUT]
-    R = (bmax + 3) // 4 * 4  # padded_rows
+    R = padded_rows(bmax)
     z, delta_a, delta_b, z_rows = _regions(layout, R)
     delta_rows = z_rows + bmax * K
     for t in range(bounds.shape[0] - 1):
@@ -212,7 +214,7 @@ def predict_small(out, params, ws, X, layout, out_code, bmax):
     """``network.predict_batches`` for a network that ``use_small`` accepts: out (N, K) <- the
     outputs for X (N, I0), bmax rows at a time."""
     N, K = X.shape[0], out.shape[1]
-    R = (bmax + 3) // 4 * 4
+    R = padded_rows(bmax)
     z, _, _, z_rows = _regions(layout, R)
     for lo in range(0, N, bmax):
         rows = min(bmax, N - lo)
