@@ -7,6 +7,7 @@ traceback: fastmlp's own errors (bad options, bad files, missing data) are ``Fas
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -34,6 +35,9 @@ class _CleanErrors(click.Group):
             return super().invoke(ctx)
         except FastMLPError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a file that cannot be read or written: full disk, permissions, ...
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
 
 @click.group(cls=_CleanErrors, context_settings=dict(help_option_names=["-h", "--help"]))
@@ -60,6 +64,19 @@ def _parse_hidden(text):
     if any(s < 1 for s in sizes):
         raise FastMLPError(f"--hidden sizes must be positive, got {text!r}")
     return sizes
+
+
+def _check_writable(path, option):
+    """Fail before any work when the file an option names could not be written, so that a typo in a
+    folder name does not cost a training run that would end with nowhere to save it."""
+    if path is None:
+        return
+    folder = Path(path).parent
+    if not folder.is_dir():
+        problem = f"{folder} is not a folder" if folder.exists() else f"the folder {folder} does not exist"
+        raise FastMLPError(f"{option} {path}: {problem}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FastMLPError(f"{option} {path}: the folder {folder} is not writable")
 
 
 def _warm_up(model, X, y, batch_size):
@@ -128,13 +145,17 @@ def train(task, epochs, lr, hidden, batch_size, seed, engine, threads, data_dir,
     fastmlp train --task fashion-mnist  the article's 784-128-64-10 ReLU network
     """
     _set_threads(threads)
+    _check_writable(out, "--out")
     if task == "xor":
         if batch_size is not None or data_dir is not None:
             raise FastMLPError("--batch-size and --data-dir do not apply to --task xor (it trains on "
                                "the four XOR rows, full batch)")
-        if fit_options != _FIT_DEFAULTS:
-            raise FastMLPError("--task xor runs the article's plain gradient descent: the optimizer, "
-                               "schedule and validation options apply to the image tasks")
+        given = [f"--{name.replace('_', '-')}" for name, value in fit_options.items()
+                 if value != _FIT_DEFAULTS[name]]
+        if given:
+            raise FastMLPError(f"{', '.join(given)}: --task xor runs the article's network and plain "
+                               "gradient descent; the architecture, optimizer, schedule, validation and "
+                               "checkpoint options apply to the image tasks")
         _train_xor(epochs, lr, hidden, seed, engine, out, as_json)
     else:
         _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, out, as_json, progress,
@@ -290,6 +311,7 @@ def _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, 
     names = architecture["activation"].split(",")
     architecture["activation"] = names[0] if len(names) == 1 else names
     checkpoint, every, resume = options.pop("checkpoint"), options.pop("checkpoint_every"), options.pop("resume")
+    _check_writable(checkpoint, "--checkpoint")
     options["track_grad_norms"] = options.pop("grad_norms")
     X_train, y_train, X_test, y_test = _load_data(task, data_dir)
     options["class_weight"] = _class_weights(options.pop("class_weight"), y_train)
@@ -419,6 +441,7 @@ def evaluate(model_path, task, data_dir, engine):
 @engine_option
 def predict(model_path, input_path, output_path, engine):
     """Predicted classes for the images in INPUT (IDX images as uint8 0-255, or .npy/.npz floats)."""
+    _check_writable(output_path, "--output")
     model = Model.load(model_path, engine=engine)
     X = _read_inputs(Path(input_path))
     if X.ndim > 2:

@@ -211,3 +211,12 @@ def test_save_writes_through_a_temporary_file(tmp_path, monkeypatch):
 def test_io_module_uses_numpy_savez():
     """The failure tests above patch np.savez; make sure that is what io.save_model calls."""
     assert fastmlp.io.np is np
+
+
+def test_save_into_a_missing_folder_names_the_target(tmp_path):
+    """The error names the file asked for, not the temporary file next to it."""
+    target = tmp_path / "missing" / "model.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        Model([5, 4, 3], seed=1).save(target)
+    assert info.value.filename == str(target) and ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == []

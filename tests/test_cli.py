@@ -6,6 +6,7 @@ test_engines.py as an oracle), not fastmlp's output copied back.
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -75,7 +76,9 @@ def test_compare_runs_both_engines_and_they_agree():
     (["train", "--task", "xor", "--hidden", "4,4"], "single size"),
     (["train", "--task", "xor", "--threads", "0"], "--threads must be between"),
     (["train", "--task", "xor", "--batch-size", "2"], "do not apply to --task xor"),
-    (["train", "--task", "xor", "--momentum", "0.9"], "apply to the image tasks"),
+    (["train", "--task", "xor", "--momentum", "0.9"], "--momentum: --task xor runs the article's"),
+    (["train", "--task", "xor", "--activation", "tanh", "--dropout", "0.2"], "--activation, --dropout: --task xor"),
+    (["train", "--task", "xor", "--resume", "run.ckpt"], "--resume: --task xor"),
     (["train", "--task", "fashion-mnist", "--momentum", "1.5", "--epochs", "1"], "momentum must be < 1.0"),
     (["evaluate", "does-not-exist.npz", "--task", "mnist"], "no such model file"),
     (["train", "--task", "fashion-mnist", "--class-weight", "1,2", "--epochs", "1"], "one weight per class"),
@@ -88,6 +91,47 @@ def test_bad_options_end_in_one_clear_line(args, message):
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--task", "xor", "--out", "{missing}/model.npz"],
+    ["train", "--task", "xor", "--out", "{file}/model.npz"],
+    ["train", "--task", "fashion-mnist", "--checkpoint", "{missing}/run.ckpt"],
+    ["predict", "{model}", "{images}", "--output", "{missing}/classes.npy"],
+])
+def test_an_output_that_cannot_be_written_fails_before_any_work(tmp_path, monkeypatch, command):
+    """A typo in a folder name is reported at once, before training or predicting (which would
+    otherwise run to the end and then fail to save)."""
+    Model([784, 10], seed=0).save(tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", np.zeros((3, 784), np.float32))
+    (tmp_path / "a-file").write_text("")
+    paths = dict(missing=tmp_path / "missing", file=tmp_path / "a-file", model=tmp_path / "m.npz",
+                 images=tmp_path / "x.npy")
+    args = [a.format(**paths) for a in command]
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the output path was checked")
+    monkeypatch.setattr(Model, "fit", no_work)
+    monkeypatch.setattr(Model, "predict", no_work)
+    monkeypatch.setattr(datasets, "load_dataset", no_work)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    option = next(a for a in args if a.startswith("--") and a != "--task")
+    assert f"Error: {option} {args[args.index(option) + 1]}: " in result.output
+    assert ("is not a folder" if "a-file" in args[args.index(option) + 1] else "does not exist") in result.output
+    assert sorted(os.listdir(tmp_path)) == ["a-file", "m.npz", "x.npy"]
+
+
+def test_a_failing_save_is_one_clear_line(tmp_path, monkeypatch):
+    """An OSError while writing (here a full disk) ends as one line naming the file, no traceback."""
+    def full_disk(self, path):
+        raise OSError(28, "No space left on device", str(path))
+    monkeypatch.setattr(Model, "save", full_disk)
+    target = tmp_path / "model.npz"
+    result = CliRunner().invoke(main, ["train", "--task", "xor", "--epochs", "10", "--out", str(target)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"Error: {target}: No space left on device"
+    assert not isinstance(result.exception, OSError)
 
 
 def test_missing_data_without_network_is_a_clear_error(tmp_path, monkeypatch):
