@@ -351,14 +351,31 @@ class _ParamList:
 
     def __setitem__(self, i, value):
         target = self._views()[i]
+        target[...] = self._checked(i, target, value)
+
+    def _checked(self, i, target, value):
         if not target.flags.writeable:
             raise FastMLPError(f"{self._kind}[{i}] is read-only: this model was created with bias=False")
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise FastMLPError(f"{self._kind}[{i}] must be an array of numbers, got {value!r}") from None
         if arr.shape != target.shape:
             raise FastMLPError(f"{self._kind}[{i}] has shape {target.shape}, got an array of shape {arr.shape}")
         if not np.isfinite(arr).all():
             raise FastMLPError(f"{self._kind}[{i}] must be finite; the new values contain NaN or inf")
-        target[...] = arr
+        return arr
+
+    def assign(self, values):
+        """``model.weights = [W_0, W_1, ...]``: every array is checked before any is copied in, so a
+        bad one leaves the model as it was."""
+        targets = self._views()
+        if isinstance(values, np.ndarray) or not hasattr(values, "__len__") or len(values) != len(targets):
+            raise FastMLPError(f"{self._kind} takes a list of {len(targets)} arrays, one per layer "
+                               f"({', '.join(str(t.shape) for t in targets)})")
+        checked = [self._checked(i, t, v) for i, (t, v) in enumerate(zip(targets, values))]
+        for target, arr in zip(targets, checked):
+            target[...] = arr
 
     def __repr__(self):
         return f"<{len(self)} {self._kind}: {', '.join(str(v.shape) for v in self._views())}>"
@@ -382,6 +399,21 @@ class Model:
     seed        fixes the initial weights and, unless fit gets its own, the shuffling
     engine      "numba" (the compiled kernels) or "numpy" (the reference engine)
     """
+
+    # Set once, by __init__: the parameter buffer, its layout and the workspaces are built from
+    # them, so changing one afterwards would leave the model describing another network.
+    _FIXED = frozenset({"layers", "activations", "dropout", "batchnorm", "residual", "output", "loss",
+                        "init", "bias", "dtype", "seed"})
+
+    def __setattr__(self, name, value):
+        if name in self.__dict__:
+            if name in Model._FIXED:
+                raise FastMLPError(f"{name} is fixed when a Model is built: make a new Model with the "
+                                   f"{name} you want")
+            if name in ("weights", "biases"):
+                self.__dict__[name].assign(value)  # copy into the parameter buffer, after checking
+                return
+        object.__setattr__(self, name, value)
 
     def __init__(self, layers, activation="relu", output="softmax", loss=None, init="he",
                  bias=True, dtype=np.float32, seed=None, engine="numba", dropout=0.0,
@@ -629,7 +661,8 @@ class Model:
                         improved for that many epochs and restore the best epoch's weights.
         track_grad_norms  record each layer's weight-gradient norm every epoch.
         sample_weight   (n,) non-negative weights: each batch's loss is sum(w l) / sum(w).
-        class_weight    (n_classes,) weights by label (softmax), multiplied into sample_weight.
+        class_weight    (n_classes,) weights by label (softmax), multiplied into sample_weight; or a
+                        dict {label: weight}, where labels left out weigh 1.
         callback(epoch, loss) runs after each epoch and may return True to stop.
         progress(epoch, batches_done, n_batches, running_loss) runs several times per epoch.
         history         an empty History to fill as training goes (a callback can read it).
@@ -789,6 +822,8 @@ class Model:
         if class_weight is not None:
             if self.loss != "cross_entropy":
                 raise FastMLPError("class_weight needs a softmax output (class labels); use sample_weight")
+            if isinstance(class_weight, dict):
+                class_weight = self._class_weight_from_dict(class_weight)
             try:
                 cw = np.asarray(class_weight, dtype=np.float64) if np.ndim(class_weight) == 1 else None
             except (TypeError, ValueError):
@@ -805,6 +840,19 @@ class Model:
         if not w.sum() > 0:
             raise FastMLPError("the sample/class weights are all zero: nothing to learn from")
         return w.astype(self.dtype)
+
+    def _class_weight_from_dict(self, mapping):
+        """{label: weight} as a list of n_classes weights; labels not in the dict weigh 1."""
+        weights = [1.0] * self.n_outputs
+        for label, weight in mapping.items():
+            if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) \
+                    or not 0 <= label < self.n_outputs:
+                raise FastMLPError(f"class_weight's keys must be class labels in [0, {self.n_outputs}), "
+                                   f"got {label!r}")
+            if not isinstance(weight, (int, float, np.integer, np.floating)) or isinstance(weight, bool):
+                raise FastMLPError(f"class_weight[{label}] must be a number, got {weight!r}")
+            weights[int(label)] = float(weight)
+        return weights
 
     @classmethod
     def resume(cls, path, X, y, engine="numba", **kwargs):

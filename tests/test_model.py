@@ -370,6 +370,39 @@ def test_weights_setter_copies_and_checks():
     assert len(model.weights) == len(model.biases) == 2
 
 
+def test_assigning_the_whole_list_copies_in_after_checking_every_array():
+    """model.weights = [...] fills the parameter buffer (it does not replace the attribute with a
+    list the kernels never read); one bad array leaves every weight as it was."""
+    model = Model([4, 5, 3], seed=0, dtype=np.float64)
+    other = Model([4, 5, 3], seed=7, dtype=np.float64)
+    X = _X().astype(np.float64)
+    model.weights = [w.copy() for w in other.weights]
+    model.biases = [np.full(5, 0.5), np.full(3, -0.5)]
+    other.biases = [np.full(5, 0.5), np.full(3, -0.5)]
+    np.testing.assert_array_equal(model.predict_proba(X), other.predict_proba(X))
+    assert type(model.weights).__name__ == "_ParamList"
+    before = model._params.copy()
+    for bad, match in [([np.zeros((4, 5))], "list of 2 arrays"),
+                       (np.zeros((4, 5)), "list of 2 arrays"),
+                       ([np.zeros((4, 5)), np.zeros((3, 5))], r"weights\[1\] has shape \(5, 3\)"),
+                       ([np.zeros((4, 5)), np.full((5, 3), np.inf)], "NaN or inf"),
+                       ([np.zeros((4, 5)), "abc"], "array of numbers")]:
+        with pytest.raises(FastMLPError, match=match):
+            model.weights = bad
+    assert model._params.tobytes() == before.tobytes()  # weights[0] was not written either
+
+
+@pytest.mark.parametrize("name,value", [("layers", (4, 6, 3)), ("dtype", np.float64), ("output", "sigmoid"),
+                                        ("activations", ("tanh",)), ("bias", False), ("seed", 3)])
+def test_the_architecture_cannot_be_changed_after_construction(name, value):
+    model = Model([4, 5, 3], seed=0)
+    before = getattr(model, name)
+    with pytest.raises(FastMLPError, match=f"{name} is fixed when a Model is built"):
+        setattr(model, name, value)
+    assert getattr(model, name) == before
+    model.fit(_X(), Y, epochs=1, batch_size=4)  # still the same, working model
+
+
 def test_bias_free_biases_are_read_only():
     model = Model([4, 5, 3], seed=0, bias=False)
     with pytest.raises(FastMLPError, match="read-only"):

@@ -273,6 +273,20 @@ def test_class_weight_equals_torch_weighted_cross_entropy():
     assert np.abs(plain_losses - torch_losses).max() > 1e-2
 
 
+def test_class_weight_as_a_dict_weighs_missing_classes_one():
+    X, y = _data(64, seed=5)
+    by_list, by_dict = _model(layers=(12, 10, 4)), _model(layers=(12, 10, 4))
+    list_losses, _ = fit_batch_losses(by_list, X, y, 16, lr=0.3, class_weight=[1.0, 2.5, 1.0, 0.5])
+    dict_losses, _ = fit_batch_losses(by_dict, X, y, 16, lr=0.3, class_weight={1: 2.5, np.int64(3): 0.5})
+    np.testing.assert_array_equal(dict_losses, list_losses)
+    assert by_dict._params.tobytes() == by_list._params.tobytes()
+    for bad, match in [({4: 1.0}, r"labels in \[0, 4\), got 4"), ({"a": 1.0}, "got 'a'"),
+                       ({True: 1.0}, "got True"), ({0: "x"}, r"class_weight\[0\] must be a number"),
+                       ({0: -1.0}, "non-negative")]:
+        with pytest.raises(ValueError, match=match):
+            _model(layers=(12, 10, 4)).fit(X, y, class_weight=bad)
+
+
 def test_sample_and_class_weight_multiply_like_torch_reduction_none():
     batch, steps = 16, 10
     X, y = _data(batch * steps, seed=5)
