@@ -78,13 +78,26 @@ def _finite(value) -> bool:
         return False
 
 
+# Arrays of at least this many elements are checked by the compiled, multi-threaded loop; smaller
+# ones (the XOR rows, a few predictions) by NumPy, which needs no compilation.
+COMPILED_CHECK_MIN = 1 << 16
+CHECK_BLOCKS = 64  # row blocks of the compiled check: several per thread, to balance the load
+
+
 def all_finite(arr: np.ndarray) -> bool:
     """``np.isfinite(arr).all()`` without its temporary (a bool per element: 47 MB for 60,000
-    images) for a float array: a sum of finite numbers is finite, or inf when it overflows, while a
-    single NaN or inf makes it NaN or inf. Only a sum that is not finite needs the element-wise check.
-    (Measured on 60,000 x 784 float32: 7.5 ms instead of 15.)"""
+    images). A large C-contiguous 2-D float array is read once by ``kernels.checks.nonfinite_blocks``
+    on every thread. Otherwise: a sum of finite numbers is finite, or inf when it overflows, while a
+    single NaN or inf makes it NaN or inf, so only a sum that is not finite needs the element-wise
+    check. (Measured on 60,000 x 784 float32: compiled 4.8-5.3 ms, sum 7.4 ms, isfinite 15 ms.)"""
     if arr.dtype.kind != "f" or arr.size == 0:
         return bool(np.isfinite(arr).all())
+    if arr.size >= COMPILED_CHECK_MIN and arr.ndim == 2 and arr.flags.c_contiguous \
+            and arr.dtype in (np.float32, np.float64):
+        from .kernels.checks import nonfinite_blocks
+        flags = np.zeros(min(CHECK_BLOCKS, arr.shape[0]), np.int8)
+        nonfinite_blocks(flags, arr, np.finfo(arr.dtype).max)
+        return not flags.any()
     with np.errstate(over="ignore", invalid="ignore"):
         total = np.add.reduce(arr, axis=None)
     return bool(np.isfinite(total)) or bool(np.isfinite(arr).all())

@@ -251,6 +251,27 @@ def test_all_finite_agrees_with_numpy_isfinite(dtype):
         assert all_finite(arr) == bool(np.isfinite(arr).all()), arr
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,cols", [(1000, 784), (70, 1000), (130_000, 1)])
+def test_compiled_finiteness_check_finds_every_nan_and_inf(dtype, rows, cols):
+    """Arrays past COMPILED_CHECK_MIN take the compiled check (row blocks across threads): one
+    NaN or inf anywhere (first element, last element, a block's first or last row, at random) is
+    found; the largest finite values, whose sum overflows, pass."""
+    from fastmlp import validation
+    assert rows * cols >= validation.COMPILED_CHECK_MIN
+    rng = np.random.default_rng(rows)
+    block = -(-rows // validation.CHECK_BLOCKS)
+    places = [(0, 0), (rows - 1, cols - 1), (block, 0), (block - 1, cols - 1), (rows // 2, cols // 3)]
+    places += [(int(rng.integers(rows)), int(rng.integers(cols))) for _ in range(5)]
+    clean = rng.standard_normal((rows, cols)).astype(dtype)
+    assert all_finite(clean) and all_finite(np.full((rows, cols), np.finfo(dtype).max, dtype))
+    for value in (np.nan, np.inf, -np.inf):
+        for where in places:
+            assert not all_finite(_with(clean.copy(), where, value)), (value, where)
+    with pytest.raises(ValueError, match=f"X contains inf \\(first at row {rows - 1}, column {cols - 1}\\)"):
+        Model([cols, 3]).predict(_with(clean.copy(), (rows - 1, cols - 1), np.inf))
+
+
 def test_label_error_shows_the_label_as_a_plain_number(clf):
     """The message is for people: "label 3", not NumPy's repr "label np.int64(3)"."""
     with pytest.raises(ValueError) as info:

@@ -12,6 +12,7 @@ their arguments: the Python layer (``fastmlp.model``) validates everything befor
                    kernels and the small path.
 - ``network``:     whole-network passes: ``train_batches`` runs many SGD steps in one call.
 - ``small``:       ``train_small``, the same steps as one loop nest, for tiny networks (XOR).
+- ``checks``:      ``nonfinite_blocks``, the finiteness check of large inputs.
 """
 
 import hashlib
@@ -41,6 +42,6 @@ def _kernel_cache_dir() -> str:
 _previous = numba.config.CACHE_DIR
 numba.config.CACHE_DIR = _kernel_cache_dir()
 try:
-    from . import activations, config, dense, layers, network, optim, output, small  # noqa: E402,F401
+    from . import activations, checks, config, dense, layers, network, optim, output, small  # noqa: E402,F401
 finally:
     numba.config.CACHE_DIR = _previous
