@@ -626,7 +626,7 @@ class Model:
     # ---- data ---------------------------------------------------------------------------------
 
     def _check_X(self, X):
-        return check_X(X, self.layers[0], self.dtype)
+        return check_X(X, self.layers[0], self.dtype, compiled=self.engine == "numba")
 
     def _check_y(self, y, n):
         """(y_int, y_float): the targets the loss uses, and an empty stand-in for the other."""
@@ -634,7 +634,8 @@ class Model:
         if self.loss == "cross_entropy":
             return check_labels(y, n, K), np.zeros((0, K), self.dtype)
         bounds = (0.0, 1.0) if self.loss == "binary_cross_entropy" else (None, None)
-        return np.zeros(0, np.int64), check_targets(y, n, K, self.dtype, *bounds)
+        y_float = check_targets(y, n, K, self.dtype, *bounds, compiled=self.engine == "numba")
+        return np.zeros(0, np.int64), y_float
 
     # ---- training -------------------------------------------------------------------------
 

@@ -78,21 +78,26 @@ def _finite(value) -> bool:
         return False
 
 
-# Arrays of at least this many elements are checked by the compiled, multi-threaded loop; smaller
-# ones (the XOR rows, a few predictions) by NumPy, which needs no compilation.
+# For the numba engine, arrays of at least this many elements are checked by the compiled,
+# multi-threaded loop; smaller ones (the XOR rows, a few predictions) by NumPy, which needs no
+# compilation. The NumPy engine always checks with NumPy: after a parallel numba loop, numba's
+# OpenMP threads spin for a few milliseconds before they sleep, and a BLAS call in that window
+# shares the cores with them (measured: the NumPy engine's predict_proba on 10,000 images, 17.6 ms
+# after NumPy's check, 23.8 ms after the compiled one).
 COMPILED_CHECK_MIN = 1 << 16
 CHECK_BLOCKS = 64  # row blocks of the compiled check: several per thread, to balance the load
 
 
-def all_finite(arr: np.ndarray) -> bool:
+def all_finite(arr: np.ndarray, compiled: bool = False) -> bool:
     """``np.isfinite(arr).all()`` without its temporary (a bool per element: 47 MB for 60,000
-    images). A large C-contiguous 2-D float array is read once by ``kernels.checks.nonfinite_blocks``
-    on every thread. Otherwise: a sum of finite numbers is finite, or inf when it overflows, while a
-    single NaN or inf makes it NaN or inf, so only a sum that is not finite needs the element-wise
-    check. (Measured on 60,000 x 784 float32: compiled 4.8-5.3 ms, sum 7.4 ms, isfinite 15 ms.)"""
+    images). With ``compiled``, a large C-contiguous 2-D float array is read once by
+    ``kernels.checks.nonfinite_blocks`` on every thread. Otherwise: a sum of finite numbers is
+    finite, or inf when it overflows, while a single NaN or inf makes it NaN or inf, so only a sum
+    that is not finite needs the element-wise check. (Measured on 60,000 x 784 float32: compiled
+    4.8-5.3 ms, sum 7.4 ms, isfinite 15 ms.)"""
     if arr.dtype.kind != "f" or arr.size == 0:
         return bool(np.isfinite(arr).all())
-    if arr.size >= COMPILED_CHECK_MIN and arr.ndim == 2 and arr.flags.c_contiguous \
+    if compiled and arr.size >= COMPILED_CHECK_MIN and arr.ndim == 2 and arr.flags.c_contiguous \
             and arr.dtype in (np.float32, np.float64):
         from .kernels.checks import nonfinite_blocks
         flags = np.zeros(min(CHECK_BLOCKS, arr.shape[0]), np.int8)
@@ -109,8 +114,9 @@ def validate_params(constraints: dict, values: dict) -> None:
         constraint.check(name, values[name])
 
 
-def check_X(X, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
+def check_X(X, n_features: int, dtype: np.dtype, name: str = "X", compiled: bool = False) -> np.ndarray:
     """A finite 2-D array of shape (n >= 1, n_features), returned C-contiguous in ``dtype``.
+    ``compiled``: check finiteness with the compiled loop (see ``all_finite``).
 
     The caller's array is never modified; a copy is made only when its dtype or layout differ.
     """
@@ -130,7 +136,7 @@ def check_X(X, n_features: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
         raise FastMLPError(f"{name} has {arr.shape[1]} features per sample, but the model's input "
                            f"layer has {n_features}")
     out = np.ascontiguousarray(arr, dtype=dtype)
-    if not all_finite(out):
+    if not all_finite(out, compiled):
         bad = np.argwhere(~np.isfinite(out))[0]
         kind = "NaN" if np.isnan(out[tuple(bad)]) else "inf"
         raise FastMLPError(f"{name} contains {kind} (first at row {bad[0]}, column {bad[1]}): "
@@ -157,8 +163,9 @@ def check_labels(y, n_samples: int, n_classes: int, name: str = "y") -> np.ndarr
 
 
 def check_targets(y, n_samples: int, n_outputs: int, dtype: np.dtype, low=None, high=None,
-                  name: str = "y") -> np.ndarray:
-    """Float targets of shape (n_samples, n_outputs) ((n_samples,) when n_outputs is 1)."""
+                  name: str = "y", compiled: bool = False) -> np.ndarray:
+    """Float targets of shape (n_samples, n_outputs) ((n_samples,) when n_outputs is 1);
+    ``compiled`` as in ``check_X``."""
     arr = _as_numeric(y, name)
     if arr.ndim == 1 and n_outputs == 1:
         arr = arr[:, None]
@@ -167,7 +174,7 @@ def check_targets(y, n_samples: int, n_outputs: int, dtype: np.dtype, low=None, 
                            f"layer, got {arr.shape}")
     _check_length(arr, n_samples, name)
     out = np.ascontiguousarray(arr, dtype=dtype)
-    if not all_finite(out):
+    if not all_finite(out, compiled):
         raise FastMLPError(f"{name} contains NaN or inf: every target must be finite")
     if low is not None and (out.min() < low or out.max() > high):
         raise FastMLPError(f"{name} must lie in [{low}, {high}] for this loss, got values in "

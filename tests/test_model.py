@@ -264,12 +264,26 @@ def test_compiled_finiteness_check_finds_every_nan_and_inf(dtype, rows, cols):
     places = [(0, 0), (rows - 1, cols - 1), (block, 0), (block - 1, cols - 1), (rows // 2, cols // 3)]
     places += [(int(rng.integers(rows)), int(rng.integers(cols))) for _ in range(5)]
     clean = rng.standard_normal((rows, cols)).astype(dtype)
-    assert all_finite(clean) and all_finite(np.full((rows, cols), np.finfo(dtype).max, dtype))
+    assert all_finite(clean, compiled=True)
+    assert all_finite(np.full((rows, cols), np.finfo(dtype).max, dtype), compiled=True)
     for value in (np.nan, np.inf, -np.inf):
         for where in places:
-            assert not all_finite(_with(clean.copy(), where, value)), (value, where)
+            assert not all_finite(_with(clean.copy(), where, value), compiled=True), (value, where)
     with pytest.raises(ValueError, match=f"X contains inf \\(first at row {rows - 1}, column {cols - 1}\\)"):
         Model([cols, 3]).predict(_with(clean.copy(), (rows - 1, cols - 1), np.inf))
+
+
+@pytest.mark.parametrize("engine,calls", [("numba", 1), ("numpy", 0)])
+def test_only_the_numba_engine_checks_with_the_compiled_loop(monkeypatch, engine, calls):
+    """The NumPy engine stays pure NumPy: numba's threads, spinning after a parallel loop, would
+    share the cores with its BLAS calls."""
+    import fastmlp.kernels.checks as checks
+    seen = []
+    real = checks.nonfinite_blocks
+    monkeypatch.setattr(checks, "nonfinite_blocks", lambda *a: seen.append(1) or real(*a))
+    X = np.random.default_rng(0).standard_normal((200, 784)).astype(np.float32)
+    Model([784, 3], engine=engine).predict_proba(X)
+    assert len(seen) == calls
 
 
 def test_label_error_shows_the_label_as_a_plain_number(clf):
