@@ -319,6 +319,7 @@ def train_case(engine: str, batch_size: int, samples: int | None = None, *, quic
                              optimizer=optimizer)
 
         def warmup():
+            model._check_X(X)  # the run's input check: numba's engine compiles it for large inputs
             return model.fit(X[:n_warm], y[:n_warm], epochs=1, batch_size=batch_size, lr=lr,
                              shuffle=False, optimizer=optimizer)
 

@@ -80,9 +80,14 @@ def _check_writable(path, option):
 
 
 def _warm_up(model, X, y, batch_size):
-    """Compile the kernels (or load them from numba's cache) on a throwaway copy; return seconds."""
+    """Compile the kernels (or load them from numba's cache) on a throwaway copy; return seconds.
+    On a cold cache, say so first: compiling the image network's kernels takes about a minute."""
     start = time.perf_counter()
     if model.engine == "numba":
+        if not model._compiled_on_disk(batch_size):
+            click.echo("compiling fastmlp's kernels: once per version of fastmlp, cached for later runs "
+                       "(seconds for XOR, about a minute for the image network)...", err=True)
+        model._check_X(X)  # the input check of the real run: compiled too, for a large X
         probe = Model(model.layers, activation=list(model.activations), output=model.output,
                       loss=model.loss, bias=model.bias, dtype=model.dtype, seed=0)
         probe.fit(X[:batch_size], y[:batch_size], epochs=1, batch_size=batch_size, lr=1e-9, shuffle=False)

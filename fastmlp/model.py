@@ -571,6 +571,12 @@ class Model:
                 out.append(b)
         return out
 
+    def _compiled_on_disk(self, bmax) -> bool:
+        """Whether numba's cache already holds the training kernel that batches of bmax rows through
+        this network use (the numba engine; see ``kernels.on_disk``)."""
+        from .kernels import network, on_disk, small
+        return on_disk(small.train_small if small.use_small(self._layout, bmax) else network.train_blocked)
+
     def _workspace(self, bmax):
         """The kernels' scratch buffer for batches of at most bmax rows, allocated once per size."""
         if bmax not in self._workspaces:

@@ -62,6 +62,19 @@ def test_train_xor_json_and_options(engine):
     assert out["compile_seconds"] >= 0 and out["train_seconds"] > 0
 
 
+def test_a_cold_kernel_cache_is_announced_once(tmp_path):
+    """With an empty numba cache the command says it is compiling before the seconds of silence;
+    the next run loads the cache and says nothing of it. stdout stays the article's output."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    runs = [subprocess.run([sys.executable, "-m", "fastmlp.cli", "train", "--task", "xor"], capture_output=True,
+                           text=True, timeout=600, env=env) for _ in range(2)]
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[:len(ARTICLE_LINES)] == ARTICLE_LINES
+    assert "compiling fastmlp's kernels" in runs[0].stderr
+    assert "compiling" not in runs[1].stderr
+
+
 def test_compare_runs_both_engines_and_they_agree():
     result = CliRunner().invoke(main, ["compare", "--task", "xor", "--epochs", "2000"])
     assert result.exit_code == 0, result.output

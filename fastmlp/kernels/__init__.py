@@ -37,6 +37,23 @@ def _kernel_cache_dir() -> str:
     return os.path.join(base, f"kernels-{digest}")
 
 
+def on_disk(kernel) -> bool:
+    """Whether numba's cache holds a compiled copy of ``kernel`` (a compiled function, any
+    signature) for this version of the kernels: if not, its first call compiles it (seconds for the
+    small path, about a minute for the layer kernels). True when that cannot be told."""
+    module = kernel.py_func.__module__.rsplit(".", 1)[-1]
+    prefix = f"{module}.{kernel.py_func.__qualname__}-"
+    try:
+        folder = kernel._cache.cache_path  # (numba's, not a documented attribute)
+    except AttributeError:
+        return True
+    try:
+        names = os.listdir(folder)
+    except OSError:  # not created yet: nothing was compiled into it
+        return False
+    return any(name.startswith(prefix) and name.endswith(".nbi") for name in names)
+
+
 # The cache folder is read when each kernel is decorated: set it while the kernel modules are
 # imported, then give numba back its own setting for everybody else.
 _previous = numba.config.CACHE_DIR
