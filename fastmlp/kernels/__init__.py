@@ -17,9 +17,20 @@ their arguments: the Python layer (``fastmlp.model``) validates everything befor
 
 import hashlib
 import os
+import shutil
+import time
 from pathlib import Path
 
 import numba
+
+
+# A kernel cache folder of another version, unused for this long, is removed (see _prune).
+STALE_CACHE_DAYS = 30
+
+
+def _default_cache_base() -> str:
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                        "fastmlp")
 
 
 def _kernel_cache_dir() -> str:
@@ -32,9 +43,35 @@ def _kernel_cache_dir() -> str:
     """
     sources = sorted(Path(__file__).parent.glob("*.py"))
     digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).hexdigest()[:16]
-    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fastmlp")
+    base = os.environ.get("NUMBA_CACHE_DIR") or _default_cache_base()
     return os.path.join(base, f"kernels-{digest}")
+
+
+def _prune(current: str, now: float | None = None) -> None:
+    """Mark ``current`` as used now, and remove the kernel folders of other versions that no process
+    has used for STALE_CACHE_DAYS days (each version leaves 20-40 MB, so upgrades would otherwise
+    pile them up). Only in fastmlp's own cache folder, never in a NUMBA_CACHE_DIR the user chose,
+    and only folders named kernels-*. Best effort: a failure leaves things as they were."""
+    base = os.path.dirname(current)
+    if os.path.abspath(base) != os.path.abspath(_default_cache_base()):
+        return
+    now = time.time() if now is None else now
+    try:
+        os.makedirs(current, exist_ok=True)
+        os.utime(current, (now, now))
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith("kernels-") or entry.path == current:
+            continue
+        try:
+            stale = entry.is_dir(follow_symlinks=False) and \
+                now - entry.stat(follow_symlinks=False).st_mtime > STALE_CACHE_DAYS * 86400
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def on_disk(kernel) -> bool:
@@ -58,6 +95,7 @@ def on_disk(kernel) -> bool:
 # imported, then give numba back its own setting for everybody else.
 _previous = numba.config.CACHE_DIR
 numba.config.CACHE_DIR = _kernel_cache_dir()
+_prune(numba.config.CACHE_DIR)
 try:
     from . import activations, checks, config, dense, layers, network, optim, output, small  # noqa: E402,F401
 finally:
