@@ -479,7 +479,10 @@ def _read_inputs(path: Path) -> np.ndarray:
                 return data["X"] if "X" in data.files else data[data.files[0]]
         return data
     from .datasets import read_idx
-    images = read_idx(path)
+    try:
+        images = read_idx(path)
+    except FastMLPError as exc:
+        raise FastMLPError(f"{exc} (INPUT must be IDX images, a .npy array or a .npz archive)") from None
     if images.dtype != np.uint8:
         raise FastMLPError(f"{path}: IDX images must be unsigned bytes, got {images.dtype}")
     return images.astype(np.float32) / 255.0

@@ -94,13 +94,17 @@ def test_compare_runs_both_engines_and_they_agree():
     (["train", "--task", "xor", "--resume", "run.ckpt"], "--resume: --task xor"),
     (["train", "--task", "fashion-mnist", "--momentum", "1.5", "--epochs", "1"], "momentum must be < 1.0"),
     (["evaluate", "does-not-exist.npz", "--task", "mnist"], "no such model file"),
+    (["predict", "{model}", "{text}"], "not an IDX file: bad magic number 68656c6c (its first two bytes must "
+                                       "be zero) (INPUT must be IDX images, a .npy array or a .npz archive)"),
     (["train", "--task", "fashion-mnist", "--class-weight", "1,2", "--epochs", "1"], "one weight per class"),
     (["train", "--task", "fashion-mnist", "--activation", "relu,swish", "--epochs", "1"], "unknown activation"),
     (["train", "--task", "fashion-mnist", "--dropout", "-0.1", "--epochs", "1"], "dropout rate must be >= 0.0"),
     (["train", "--task", "fashion-mnist", "--residual", "--epochs", "1"], "equal width"),
 ])
-def test_bad_options_end_in_one_clear_line(args, message):
-    result = run(*args)
+def test_bad_options_end_in_one_clear_line(args, message, tmp_path):
+    Model([784, 10], seed=0).save(tmp_path / "m.npz")
+    (tmp_path / "images.csv").write_text("hello,world\n")
+    result = run(*[a.format(model=tmp_path / "m.npz", text=tmp_path / "images.csv") for a in args])
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
