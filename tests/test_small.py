@@ -25,7 +25,7 @@ OPTIMIZER_CASES = [  # (name, momentum, nesterov, weight_decay)
     ("adam", 0.0, False, 0.01), ("adamw", 0.0, False, 0.01)]
 
 
-def _run(kernel, model, X, y, batch, steps, opt_case, weights, seed=0, overlap=False, split=0):
+def _run(kernel, model, X, y, batch, steps, opt_case, weights, seed=0):
     """Train ``steps`` batches of ``batch`` rows (the last one shorter) with ``kernel``; return
     (batch losses, params, grads, optimizer state)."""
     name, momentum, nesterov, wd = opt_case
@@ -50,13 +50,7 @@ def _run(kernel, model, X, y, batch, steps, opt_case, weights, seed=0, overlap=F
     if kernel == "small":
         small.train_small(*args, hyper, 3)
     else:
-        # split > 0: two calls, the second from batch ``split`` on (as fit makes when it reports
-        # progress), so that its ``bounds`` do not start at 0
-        for lo, hi in ([(0, split), (split, steps)] if split else [(0, steps)]):
-            call = list(args)
-            call[0], call[9], call[10] = losses[lo:hi], bounds[lo:hi + 1], lrs[lo:hi]
-            network.train_blocked(*call, np.empty_like(state), hyper, 3 + lo, model._rates, model._running,
-                                  0, overlap)
+        network.train_blocked(*args, np.empty_like(state), hyper, 3, model._rates, model._running, 0)
     return losses, params, grads, state
 
 
@@ -81,28 +75,6 @@ def test_small_path_matches_blocked_kernels(output, loss, activation, bias):
             assert np.abs(a[1] - model._params).max() > 1e-3  # the steps did move the weights
             if not bias:  # bias-free: biases stay zero
                 assert not a[1][model._n_trainable:].any()
-
-
-@pytest.mark.parametrize("output,loss", PAIRS)
-@pytest.mark.parametrize("opt_case", OPTIMIZER_CASES[:1] + OPTIMIZER_CASES[3:])
-def test_gathering_the_next_batch_meanwhile_changes_no_bit(output, loss, opt_case):
-    """train_blocked's two step orders: gather, then every layer; or (overlap) the first layer,
-    then the layers above it on one thread while the other gathers the next batch into the second
-    input buffer. Same arithmetic in the same order: identical bits, the shorter last batch too."""
-    from fastmlp.kernels import network
-    rng = np.random.default_rng(5)
-    model = Model([30, 20, 12, 5], activation="tanh", output=output, loss=loss, dtype=np.float64, seed=4)
-    # (overlap is forced: network.overlaps leaves batches this small to the plain order, whose
-    # gather runs on one thread)
-    assert not network.overlaps(model._layout, 8)
-    X, y = rng.standard_normal((100, 30)), make_targets(rng, loss, 100, 5)
-    for w in (np.zeros(0), rng.uniform(0.0, 2.0, 100)):
-        plain = _run("blocked", model, X, y, 8, 13, opt_case, w)
-        for split in (0, 5):
-            overlapped = _run("blocked", model, X, y, 8, 13, opt_case, w, overlap=True, split=split)
-            for name, u, v in zip(("losses", "params", "grads", "state"), plain, overlapped):
-                assert u.tobytes() == v.tobytes(), (name, split)
-        assert np.abs(plain[1] - model._params).max() > 1e-3
 
 
 @pytest.mark.parametrize("opt_case", OPTIMIZER_CASES)

@@ -22,7 +22,6 @@ flat buffer, carved into views (``workspace_size`` gives its length for a larges
     sample_loss       (bmax,)              each sample's loss
     work              (P,)                 the parameters while ``train_blocked`` runs (below)
     per EXTRAS layer  y, zhat, fy, dskip, dy (bmax, fan_out) and mean, inv_std (fan_out,)
-    next_batch        (bmax, fan_in[0])    the next batch's input, when gathering overlaps (below)
 
 Training works on the transposed layout: ``train_blocked`` copies params into ``work`` with every
 weight matrix transposed to (fan_out, fan_in) (``to_transposed``), trains there, and copies back
@@ -31,7 +30,6 @@ three products). Gradients and optimizer state use the same layout while trainin
 params as they are.
 """
 
-import numpy as np
 from numba import njit, prange
 
 from .activations import IDENTITY
@@ -39,7 +37,7 @@ from .config import ACT, B_OFF, BN_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, PARALLEL_MI
 from .dense import dense_backward, dense_forward, dense_infer, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import update_rows
-from .output import EXP_COST, output_forward, output_loss_backward
+from .output import output_forward, output_loss_backward
 from .small import predict_small, train_small, use_small
 from .small import workspace_size as small_workspace_size
 
@@ -64,8 +62,7 @@ def workspace_size(layout, bmax):
     layer kernels' carving (the module docstring) and for the small path's (``small.py``)."""
     widths = [int(r[FAN_IN]) for r in layout] + [int(layout[-1][FAN_OUT])]
     aux = sum((AUX_MATRICES * bmax + AUX_VECTORS) * int(r[FAN_OUT]) for r in layout if r[FLAGS] & EXTRAS)
-    next_batch = bmax * widths[0]
-    blocked = bmax * (sum(widths) + 2 * max(widths) + 1) + int(n_params(layout)) + aux + next_batch
+    blocked = bmax * (sum(widths) + 2 * max(widths) + 1) + int(n_params(layout)) + aux
     return max(blocked, small_workspace_size(layout, bmax))
 
 
@@ -165,14 +162,6 @@ def _aux_vector(ws, layout, bmax, l, which):
 
 
 @njit(inline="always", **JIT)
-def _next_batch(ws, layout, bmax, rows):
-    """View of next_batch (rows, fan_in[0]): the batch after this one, gathered while the small
-    layers of this one run (see ``overlaps``)."""
-    start = _aux_start(layout, bmax, layout.shape[0])
-    return ws[start:start + rows * layout[0, FAN_IN]].reshape((rows, layout[0, FAN_IN]))
-
-
-@njit(inline="always", **JIT)
 def _batchnorm_params(params, layout, l):
     """gamma, beta of layer l (fan_out,) each, views into params (or grads)."""
     O, off = layout[l, FAN_OUT], layout[l, BN_OFF]
@@ -234,10 +223,6 @@ def from_transposed(dst, src, layout):
     _convert(dst, src, layout, bool(False))
 
 
-# A copied element counts as this many multiply-adds against PARALLEL_MIN_WORK (it waits on memory).
-GATHER_COST = 32
-
-
 def _gather_rows(dst, src, idx):
     for r in prange(idx.shape[0]):
         dst[r, :] = src[idx[r], :]
@@ -252,7 +237,7 @@ def gather_rows(dst, src, idx):
     # A copied row mostly waits on memory (rows of X are scattered over the data set); two threads
     # fetching rows overlap those waits. Measured (seed network, Fashion-MNIST): batch 16, 350-360
     # instead of 367-388 ms per epoch; batch 64, 259-261 instead of 287-291.
-    if idx.shape[0] * src.shape[1] * GATHER_COST >= PARALLEL_MIN_WORK:
+    if idx.shape[0] * src.shape[1] * 32 >= PARALLEL_MIN_WORK:
         _gather_rows_mt(dst, src, idx)
     else:
         _gather_rows_1t(dst, src, idx)
@@ -313,116 +298,52 @@ def forward_layers(params, weights, ws, layout, bmax, rows, rates, running, trai
 
 @njit(**JIT)
 def backward_layers(grads, params, ws, layout, bmax, rows, rates, seed, step, n_trainable, state,
-                    hyper, opt, lr, lowest, batch):
-    """Back-propagate from delta_a (rows, K) = dL/dz of the last layer down to layer ``lowest``
-    (``layer_backward`` for each, top down); ``batch`` is layer 0's input (rows, fan_in[0])."""
-    for l in range(layout.shape[0] - 1, lowest - 1, -1):
-        inp = batch if l == 0 else _region(ws, layout, bmax, l, rows)
-        layer_backward(grads, params, ws, layout, bmax, rows, rates, seed, step, n_trainable, state,
-                       hyper, opt, lr, l, inp)
-
-
-@njit(**JIT)
-def layer_backward(grads, params, ws, layout, bmax, rows, rates, seed, step, n_trainable, state,
-                   hyper, opt, lr, l, inp):
-    """Layer l's backward pass, from its dL/d(out) in one delta buffer (delta_a for the last layer,
-    then alternating) and its input inp (rows, fan_in): write its gradients into ``grads``, the
-    layer below's dL/dz into the other delta buffer, and update params[:n_trainable] with the
-    optimizer (state (S, n_trainable), hyper, opt, lr; see ``optim.py``) as soon as the layer's
-    weights are no longer needed: the dense kernels update their rows as they compute their
-    gradient (see ``dense.dense_backward``). params, grads and state are in the transposed layout."""
+                    hyper, opt, lr):
+    """Back-propagate from delta_a (rows, K) = dL/dz of the last layer; write every layer's
+    gradients into ``grads`` and update params[:n_trainable] with the optimizer (state (S,
+    n_trainable), hyper, opt, lr; see ``optim.py``) layer by layer, as soon as a layer's weights
+    are no longer needed: the dense kernels update their rows as they compute their gradient (see
+    ``dense.dense_backward``). params, grads and state are in the transposed layout."""
     L = layout.shape[0]
-    which = (L - 1 - l) % 2
+    which = 0
     update = bool(True)  # (a value, not a constant: see predict_blocked)
-    I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
-    flags = layout[l, FLAGS]
-    WT, b = _weights_t(params, layout, l)
-    dWT, db = _weights_t(grads, layout, l)
-    dout = _delta(ws, layout, bmax, which, rows, O)
-    if flags & EXTRAS:  # dout holds dL/d(out): turn it into dL/dz of this layer's product
-        dskip = _aux(ws, layout, bmax, l, 3, rows)
-        fy = _aux(ws, layout, bmax, l, 2, rows)
-        if flags & BATCHNORM:
-            dy = _aux(ws, layout, bmax, l, 4, rows)
-            hidden_output_backward(dy, dskip, dout, fy, layout[l, ACT], flags & RESIDUAL != 0,
-                                   rates[l], seed, step, l)
-            gamma, _ = _batchnorm_params(params, layout, l)
-            dgamma, dbeta = _batchnorm_params(grads, layout, l)
-            batchnorm_backward(dout, dgamma, dbeta, dy, _aux(ws, layout, bmax, l, 1, rows), gamma,
-                               _aux_vector(ws, layout, bmax, l, 1))
-            bn = layout[l, BN_OFF]  # gamma and beta, (fan_out,) each
-            update_rows(params[bn:bn + 2 * O].reshape((1, 2 * O)), grads[bn:bn + 2 * O].reshape((1, 2 * O)),
-                        state, bn, hyper, opt, lr, step, 0, 1)
-        else:  # dy is written over dout, element by element
-            hidden_output_backward(dout, dskip, dout, fy, layout[l, ACT], flags & RESIDUAL != 0,
-                                   rates[l], seed, step, l)
-    # The first layer's input is data: there is no gradient to pass further down.
-    dinp = _delta(ws, layout, bmax, 1 - which, rows if l > 0 else 0, I)
-    below_act = IDENTITY
-    if l > 0 and not layout[l - 1, FLAGS] & EXTRAS:
-        below_act = layout[l - 1, ACT]  # fused: dinp comes out as dL/dz of the layer below
-    w, b_off = layout[l, W_OFF], layout[l, B_OFF]
-    dense_backward(dinp, dWT, db, dout, inp, WT, below_act, b, max(0, min(O, n_trainable - b_off)),
-                   state, w, b_off, hyper, opt, lr, step, update)
-    if flags & RESIDUAL:  # out = f(y) + inp: the gradient reaches inp directly as well
-        for n in range(rows):
-            for k in range(I):
-                dinp[n, k] += dskip[n, k]
-
-
-def overlaps(layout, bmax):
-    """True if ``train_blocked`` gathers each next batch while the layers above the first run: a
-    plain network (no batch normalization, residual or dropout) whose layers above the first, and
-    output, are all small enough to run on one thread (below PARALLEL_MIN_WORK at bmax rows), and
-    whose batches are large enough for the gather to run on several threads anyway (so the overlap
-    costs no extra start of the thread pool). Then the second thread, which would wait for the
-    small layers, copies the next batch's rows meanwhile: a row of X is usually in no cache, and
-    its copy waits on memory. (Measured, the seed network at batch 16 on 2 cores, ms per epoch
-    through ``fit`` in nine alternating pairs: 247-273 instead of 254-279, 14 less on average.)
-    Called from Python."""
-    layout = np.asarray(layout)
-    if layout.shape[0] < 2 or layout[:, FLAGS].any():
-        return False
-    if bmax * int(layout[0, FAN_IN]) * GATHER_COST < PARALLEL_MIN_WORK:
-        return False
-    small_layers = all(bmax * int(r[FAN_IN]) * int(r[FAN_OUT]) < PARALLEL_MIN_WORK for r in layout[1:])
-    return small_layers and bmax * int(layout[-1, FAN_OUT]) * EXP_COST < PARALLEL_MIN_WORK
-
-
-@njit(**JIT)
-def _upper_layers(batch_losses, t, grads, work, weights_w, ws, layout, bmax, rows, rates, running,
-                  seed, step, idx, y_int, y_float, weights, out_code, loss_code, n_trainable, opt_work,
-                  hyper, opt, lr):
-    """One step's work above the first layer, whose output is in region 1: the forward passes of
-    layers 1 .. L-1, the loss and dL/dz (batch_losses[t]), and the backward passes of layers
-    L-1 .. 1, which leave the first layer's dL/dz in its delta buffer."""
-    for l in range(1, layout.shape[0]):
-        layer_forward(work, weights_w, ws, layout, bmax, rows, l, _region(ws, layout, bmax, l, rows),
-                      rates, running, bool(True), seed, step)
-    z = _region(ws, layout, bmax, layout.shape[0], rows)
-    delta = _delta(ws, layout, bmax, 0, rows, z.shape[1])
-    batch_losses[t] = output_loss_backward(delta, _sample_loss(ws, layout, bmax, rows), z, idx, y_int,
-                                           y_float, weights, out_code, loss_code)
-    backward_layers(grads, work, ws, layout, bmax, rows, rates, seed, step, n_trainable, opt_work,
-                    hyper, opt, lr, 1, z[:0])
-
-
-@njit(parallel=True, **JIT)
-def _upper_layers_and_gather(nxt, X, next_idx, batch_losses, t, grads, work, weights_w, ws, layout,
-                             bmax, rows, rates, running, seed, step, idx, y_int, y_float, weights,
-                             out_code, loss_code, n_trainable, opt_work, hyper, opt, lr):
-    """``_upper_layers`` on one thread while the other copies the next batch, nxt (len(next_idx),
-    fan_in[0]) <- X[next_idx]. The two write disjoint memory, so the result does not depend on the
-    number of threads (with one, the two parts simply run one after the other). Every kernel the
-    first part calls takes its single-threaded branch (``overlaps``): nothing here starts a
-    parallel loop inside this one."""
-    for part in prange(2):
-        if part == 0:
-            _upper_layers(batch_losses, t, grads, work, weights_w, ws, layout, bmax, rows, rates,
-                          running, seed, step, idx, y_int, y_float, weights, out_code, loss_code,
-                          n_trainable, opt_work, hyper, opt, lr)
-        else:
-            _gather_rows_1t(nxt, X, next_idx)
+    for l in range(L - 1, -1, -1):
+        I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
+        flags = layout[l, FLAGS]
+        WT, b = _weights_t(params, layout, l)
+        dWT, db = _weights_t(grads, layout, l)
+        dout = _delta(ws, layout, bmax, which, rows, O)
+        if flags & EXTRAS:  # dout holds dL/d(out): turn it into dL/dz of this layer's product
+            dskip = _aux(ws, layout, bmax, l, 3, rows)
+            fy = _aux(ws, layout, bmax, l, 2, rows)
+            if flags & BATCHNORM:
+                dy = _aux(ws, layout, bmax, l, 4, rows)
+                hidden_output_backward(dy, dskip, dout, fy, layout[l, ACT], flags & RESIDUAL != 0,
+                                       rates[l], seed, step, l)
+                gamma, _ = _batchnorm_params(params, layout, l)
+                dgamma, dbeta = _batchnorm_params(grads, layout, l)
+                batchnorm_backward(dout, dgamma, dbeta, dy, _aux(ws, layout, bmax, l, 1, rows), gamma,
+                                   _aux_vector(ws, layout, bmax, l, 1))
+                bn = layout[l, BN_OFF]  # gamma and beta, (fan_out,) each
+                update_rows(params[bn:bn + 2 * O].reshape((1, 2 * O)), grads[bn:bn + 2 * O].reshape((1, 2 * O)),
+                            state, bn, hyper, opt, lr, step, 0, 1)
+            else:  # dy is written over dout, element by element
+                hidden_output_backward(dout, dskip, dout, fy, layout[l, ACT], flags & RESIDUAL != 0,
+                                       rates[l], seed, step, l)
+        # The first layer's input is data: there is no gradient to pass further down.
+        dinp = _delta(ws, layout, bmax, 1 - which, rows if l > 0 else 0, I)
+        below_act = IDENTITY
+        if l > 0 and not layout[l - 1, FLAGS] & EXTRAS:
+            below_act = layout[l - 1, ACT]  # fused: dinp comes out as dL/dz of the layer below
+        w, b_off = layout[l, W_OFF], layout[l, B_OFF]
+        dense_backward(dinp, dWT, db, dout, _region(ws, layout, bmax, l, rows), WT, below_act,
+                       b, max(0, min(O, n_trainable - b_off)), state, w, b_off, hyper, opt, lr, step,
+                       update)
+        if flags & RESIDUAL:  # out = f(y) + inp: the gradient reaches inp directly as well
+            for n in range(rows):
+                for k in range(I):
+                    dinp[n, k] += dskip[n, k]
+        which = 1 - which
 
 
 def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
@@ -457,15 +378,14 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
     else:
         train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
                       layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, opt_work, hyper,
-                      step0, rates, running, seed, overlaps(layout, bmax))
+                      step0, rates, running, seed)
 
 
 @njit(**JIT)
 def train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, order, bounds, lrs,
                   layout, out_code, loss_code, n_trainable, bmax, opt, opt_state, opt_work, hyper,
-                  step0, rates, running, seed, overlap):
-    """``train_batches`` through the layer kernels: any network, any size. ``overlap``: gather each
-    next batch while the layers above the first run (only where ``overlaps`` allows it)."""
+                  step0, rates, running, seed):
+    """``train_batches`` through the layer kernels: any network, any size."""
     work = _work(ws, layout, bmax)
     to_transposed(work, params, layout)
     # Large batches: keep params' weights current after every step and run the forward pass as row
@@ -474,41 +394,21 @@ def train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
     weights_w = params if forward_from_w else params[:0]
     for r in range(opt_state.shape[0]):
         to_transposed(opt_work[r], opt_state[r], layout)
-    T = bounds.shape[0] - 1
-    # With overlap, batch t's input alternates between region 0 and next_batch: the step gathers
-    # batch t + 1 into the one batch t does not use.
-    if overlap and T > 0:
-        gather_rows(_region(ws, layout, bmax, 0, bounds[1] - bounds[0]), X, order[bounds[0]:bounds[1]])
-    for t in range(T):
+    for t in range(bounds.shape[0] - 1):
         idx = order[bounds[t]:bounds[t + 1]]
         rows = idx.shape[0]
+        batch = _region(ws, layout, bmax, 0, rows)
+        gather_rows(batch, X, idx)
         step = step0 + t + 1
-        if not overlap:
-            batch = _region(ws, layout, bmax, 0, rows)
-            gather_rows(batch, X, idx)
-            z = forward_layers(work, weights_w, ws, layout, bmax, rows, rates, running, bool(True), seed,
-                               step, batch)  # (bool(): a value, not a constant: see predict_blocked)
-            delta = _delta(ws, layout, bmax, 0, rows, z.shape[1])
-            batch_losses[t] = output_loss_backward(delta, _sample_loss(ws, layout, bmax, rows), z, idx,
-                                                   y_int, y_float, weights, out_code, loss_code)
-            backward_layers(grads, work, ws, layout, bmax, rows, rates, seed, step, n_trainable, opt_work,
-                            hyper, opt, lrs[t], 0, batch)  # (and the update)
-        else:
-            if t % 2 == 0:
-                batch = _region(ws, layout, bmax, 0, rows)
-            else:
-                batch = _next_batch(ws, layout, bmax, rows)
-            next_idx = order[bounds[t + 1]:bounds[min(t + 2, T)]]  # (empty after the last batch)
-            nxt = _next_batch(ws, layout, bmax, next_idx.shape[0]) if t % 2 == 0 else \
-                _region(ws, layout, bmax, 0, next_idx.shape[0])
-            layer_forward(work, weights_w, ws, layout, bmax, rows, 0, batch, rates, running, bool(True),
-                          seed, step)
-            _upper_layers_and_gather(nxt, X, next_idx, batch_losses, t, grads, work, weights_w, ws,
-                                     layout, bmax, rows, rates, running, seed, step, idx, y_int, y_float,
-                                     weights, out_code, loss_code, n_trainable, opt_work, hyper, opt,
-                                     lrs[t])
-            layer_backward(grads, work, ws, layout, bmax, rows, rates, seed, step, n_trainable, opt_work,
-                           hyper, opt, lrs[t], 0, batch)
+        z = forward_layers(work, weights_w, ws, layout, bmax, rows, rates, running, bool(True), seed,
+                           step, batch)  # (bool(): a value, not a constant: see predict_blocked)
+        K = z.shape[1]
+        delta = _delta(ws, layout, bmax, 0, rows, K)
+        sample_loss = _sample_loss(ws, layout, bmax, rows)
+        batch_losses[t] = output_loss_backward(delta, sample_loss, z, idx, y_int, y_float, weights,
+                                               out_code, loss_code)
+        backward_layers(grads, work, ws, layout, bmax, rows, rates, seed, step, n_trainable, opt_work,
+                        hyper, opt, lrs[t])  # (and the update)
         if forward_from_w:
             for l in range(layout.shape[0]):
                 W, _ = _weights(params, layout, l)
