@@ -852,12 +852,13 @@ class Model:
         """{label: weight} as a list of n_classes weights; labels not in the dict weigh 1."""
         weights = [1.0] * self.n_outputs
         for label, weight in mapping.items():
+            shown = label.item() if isinstance(label, np.generic) else label  # 3, not np.int64(3)
             if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) \
                     or not 0 <= label < self.n_outputs:
                 raise FastMLPError(f"class_weight's keys must be class labels in [0, {self.n_outputs}), "
-                                   f"got {label!r}")
+                                   f"got {shown!r}")
             if not isinstance(weight, (int, float, np.integer, np.floating)) or isinstance(weight, bool):
-                raise FastMLPError(f"class_weight[{label}] must be a number, got {weight!r}")
+                raise FastMLPError(f"class_weight[{shown}] must be a number, got {weight!r}")
             weights[int(label)] = float(weight)
         return weights
 

@@ -280,7 +280,8 @@ def test_class_weight_as_a_dict_weighs_missing_classes_one():
     dict_losses, _ = fit_batch_losses(by_dict, X, y, 16, lr=0.3, class_weight={1: 2.5, np.int64(3): 0.5})
     np.testing.assert_array_equal(dict_losses, list_losses)
     assert by_dict._params.tobytes() == by_list._params.tobytes()
-    for bad, match in [({4: 1.0}, r"labels in \[0, 4\), got 4"), ({"a": 1.0}, "got 'a'"),
+    for bad, match in [({4: 1.0}, r"labels in \[0, 4\), got 4$"), ({np.int64(-1): 1.0}, r"got -1$"),
+                       ({"a": 1.0}, "got 'a'"),
                        ({True: 1.0}, "got True"), ({0: "x"}, r"class_weight\[0\] must be a number"),
                        ({0: -1.0}, "non-negative")]:
         with pytest.raises(ValueError, match=match):
