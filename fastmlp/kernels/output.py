@@ -36,66 +36,72 @@ LOSSES = {"cross_entropy": CROSS_ENTROPY, "binary_cross_entropy": BINARY_CROSS_E
 
 
 @njit(inline="always", **JIT)
-def output_row(out, o, K, out_code):
-    """Turn the pre-activations out[o:o+K] (one sample) into outputs, in place. Returns
-    log(sum(exp(z - max z))) and max z for softmax (the cross-entropy needs them), zeros otherwise."""
+def output_row(out, o, K, out_code, step=1):
+    """Turn the pre-activations out[o], out[o + step], ..., out[o + (K - 1) step] (one sample's K
+    outputs; step 1 when they are adjacent) into outputs, in place. Returns log(sum(exp(z - max z)))
+    and max z for softmax (the cross-entropy needs them), zeros otherwise."""
     if out_code == SOFTMAX:
         m = out[o]
         for j in range(1, K):
-            if out[o + j] > m:
-                m = out[o + j]
+            if out[o + j * step] > m:
+                m = out[o + j * step]
         s = 0.0
         for j in range(K):
-            e = math.exp(out[o + j] - m)
-            out[o + j] = e
+            e = math.exp(out[o + j * step] - m)
+            out[o + j * step] = e
             s += e
         for j in range(K):
-            out[o + j] = out[o + j] / s
+            out[o + j * step] = out[o + j * step] / s
         return math.log(s), m
     if out_code == SIGMOID:
         for j in range(K):
-            out[o + j] = sigmoid(out[o + j])
+            out[o + j * step] = sigmoid(out[o + j * step])
     return 0.0, 0.0
 
 
 @njit(inline="always", **JIT)
-def loss_row(delta, d, out, o, K, row, y_int, y_float, weights, denom, out_code, loss_code):
+def loss_row(delta, d, out, o, K, row, y_int, y_float, weights, denom, out_code, loss_code, step=1,
+             transformed=False):
     """One sample's output transform, loss and gradient, on flat buffers.
 
     out[o:o+K]    in: the sample's pre-activations z; out: its outputs
     delta[d:d+K]  out: scale * dloss/dz, with scale = w / denom (w: the sample's weight, 1 when
                   ``weights`` is empty; denom: ``batch_weight``), which turns sums into the mean
     row           the sample's row in y_int / y_float / weights
+    step          where output j is: out[o + j * step], delta[d + j * step] (small.py keeps a
+                  unit's samples together, not a sample's outputs)
+    transformed   out already holds the outputs (an element-wise output transform applied to a
+                  whole batch at once; not for binary_cross_entropy, whose loss is taken from z)
     Returns w * the sample's loss (a mean over its K outputs for binary_cross_entropy and mse).
     """
     w = weights[row] if weights.shape[0] > 0 else 1.0
     scale = w / denom
-    zy = out[o + y_int[row]] if loss_code == CROSS_ENTROPY else 0.0  # read before softmax
+    zy = out[o + y_int[row] * step] if loss_code == CROSS_ENTROPY else 0.0  # read before softmax
     bce = 0.0
     if loss_code == BINARY_CROSS_ENTROPY:
         for j in range(K):
             # Stable form of -(y log p + (1 - y) log(1 - p)) with p = sigmoid(z).
-            z = out[o + j]
+            z = out[o + j * step]
             bce += max(z, 0.0) - z * y_float[row, j] + math.log1p(math.exp(-abs(z)))
-    log_s, m = output_row(out, o, K, out_code)
+    log_s, m = (0.0, 0.0) if transformed else output_row(out, o, K, out_code, step)
     if loss_code == CROSS_ENTROPY:
         # -log p_y = log(sum exp(z - m)) + m - z_y
         for j in range(K):
-            delta[d + j] = out[o + j] * scale
-        delta[d + y_int[row]] -= scale
+            delta[d + j * step] = out[o + j * step] * scale
+        delta[d + y_int[row] * step] -= scale
         return w * (log_s + m - zy)
     if loss_code == BINARY_CROSS_ENTROPY:
         for j in range(K):
-            delta[d + j] = (out[o + j] - y_float[row, j]) * scale / K
+            delta[d + j * step] = (out[o + j * step] - y_float[row, j]) * scale / K
         return w * (bce / K)
     total = 0.0  # MSE, after an identity or sigmoid output
     for j in range(K):
-        err = out[o + j] - y_float[row, j]
+        err = out[o + j * step] - y_float[row, j]
         total += err * err
         g = 2.0 * err * scale / K
         if out_code == SIGMOID:
-            g *= out[o + j] * (1.0 - out[o + j])
-        delta[d + j] = g
+            g *= out[o + j * step] * (1.0 - out[o + j * step])
+        delta[d + j * step] = g
     return w * (total / K)
 
 

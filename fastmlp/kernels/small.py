@@ -9,17 +9,18 @@ function over one flat workspace: forward, ``output.loss_row``, backward and the
 The activations are stored feature-major, one row of ``padded_rows(bmax)`` samples per unit (bmax
 rounded up to a multiple of 4), so that the loops of a layer run over four samples at once, and an
 activation function or its derivative is one loop over a whole layer, with its choice (``act``)
-made once, outside the loop. (Measured on the XOR run: 290 instead of 420 ns per step, when the
-samples were the rows.) Rows past the batch's ``rows`` samples are padding: their inputs and their
-dL/dz are zero, so they add exactly zero to every gradient.
+made once, outside the loop; the sigmoid's loop vectorises (see ``activations.exp``). Rows past the
+batch's ``rows`` samples are padding: their inputs and their dL/dz are zero, so they add exactly
+zero to every gradient. (Measured on the XOR run, ns per step: 420 with the samples as rows; 290-335
+feature-major; 228 indexing rows of a matrix rather than the flat buffer at offsets (``_grid``);
+209-214 with the polynomial exponential; 190 with the output's sigmoid taken over the whole batch.)
 
-Workspace (``workspace_size``), with R = padded_rows(bmax), widest = the widest layer (inputs and
-outputs), K = the output width; region [u, n] is unit u of sample n:
-    region l    (fan_in[l], R)  layer l's input: region 0 the gathered batch, region l the
+Workspace (``workspace_size``): a matrix of R = padded_rows(bmax) columns (``_grid``), one row per
+unit, with widest = the widest layer (inputs and outputs) and K = the output width; its rows:
+    region l    fan_in[l] rows  layer l's input: region 0 the gathered batch, region l the
                                 activations of layer l - 1
-    region L    (K, R)          the network's output: z, the pre-activations
-    delta_a, delta_b (widest, R)  dL/dz of the layer being back-propagated, ping-ponged
-    z_rows, delta_rows (bmax, K)  z and dL/dz sample by sample, for ``output.loss_row``
+    region L    K rows          the network's output: z, the pre-activations
+    delta_a, delta_b  widest rows each: dL/dz of the layer being back-propagated, ping-ponged
 The parameters are in the Model's layout: layer l's W (fan_in, fan_out) at W_OFF, row-major, b at
 B_OFF; grads and the optimizer state the same.
 
@@ -31,10 +32,12 @@ count.
 import numpy as np
 from numba import njit
 
+from .activations import SIGMOID
 from .activations import activate_range, activation_grad_range
 from .config import ACT, B_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, W_OFF
 from .optim import update_rows
-from .output import batch_weight, loss_row, output_row
+from .output import MSE, SOFTMAX, batch_weight, loss_row, output_row
+from .output import SIGMOID as OUT_SIGMOID
 
 # A step of at most this many multiply-adds (batch x weights) takes the small path. Measured with
 # bench/test_bench_small.py (ms per 2,000 float64 steps, small vs blocked): 2-4-1 at batch 4
@@ -66,84 +69,122 @@ def padded_rows(bmax):
 def workspace_size(layout, bmax):
     """Length of the small path's workspace (see the module docstring) for batches of at most bmax."""
     layout = np.asarray(layout)
-    K = int(layout[-1, FAN_OUT])
-    widest = max(int(layout[:, FAN_IN].max()), K)
-    return int(padded_rows(bmax)) * (int(layout[:, FAN_IN].sum()) + K + 2 * widest) + 2 * bmax * K
+    return int(padded_rows(bmax)) * int(_regions(layout)[3])
 
 
 @njit(inline="always", **JIT)
-def _regions(layout, R):
-    """Offsets of the output region (z) and of delta_a, delta_b, z_rows, delta_rows in the workspace."""
+def _regions(layout):
+    """First rows (of R samples each) of the output region z and of delta_a, delta_b, and the
+    number of rows in all."""
     L = layout.shape[0]
     K = layout[L - 1, FAN_OUT]
     z, widest = 0, K
     for l in range(L):
-        z += R * layout[l, FAN_IN]
+        z += layout[l, FAN_IN]
         widest = max(widest, layout[l, FAN_IN])
-    delta_a = z + R * K
-    delta_b = delta_a + R * widest
-    z_rows = delta_b + R * widest
-    return z, delta_a, delta_b, z_rows
+    return z, z + K, z + K + widest, z + K + 2 * widest
+
+
+# The workspace is seen as a matrix of R columns (``_grid``): unit u of the region starting at row
+# r is row r + u, and every loop over samples indexes a row with a column counted up from 0. numba
+# turns a negative index into one from the end, and the compiler drops that test only where it can
+# prove the index is >= 0; on a flat buffer at an offset known only at run time it stayed in every
+# access, and kept the loops scalar (the 16 hidden sigmoids of the XOR network: 6.3 instead of 2.2
+# ns each).
 
 
 @njit(inline="always", **JIT)
-def _combine4(ws, q, init, params, c, stride, src, T, R):
-    """ws[q:q+4] <- init + sum over t < T of params[c + t * stride] * ws[src + t * R:][:4]: four
-    samples of one unit, as a combination of T unit rows (R samples each) starting at src, the four
-    sums sharing each coefficient."""
-    s0 = s1 = s2 = s3 = init
-    for t in range(T):
-        ct = params[c + t * stride]
-        p = src + t * R
-        s0 += ct * ws[p]
-        s1 += ct * ws[p + 1]
-        s2 += ct * ws[p + 2]
-        s3 += ct * ws[p + 3]
-    ws[q] = s0
-    ws[q + 1] = s1
-    ws[q + 2] = s2
-    ws[q + 3] = s3
+def _grid(ws, rows, R):
+    """ws[:rows * R] as a (rows, R) matrix (made once per call: a reshape costs a call into numba's
+    runtime)."""
+    return ws[:rows * R].reshape((rows, R))
 
 
 @njit(inline="always", **JIT)
-def _forward(ws, params, layout, R):
+def _forward(g, ws, params, layout):
     """Region l + 1 (O, R) <- act(W.T (O, I) @ region l (I, R) + b) for every layer l, from the
-    input in region 0 up to the output region, which ends up holding z. Unit j's weights are column
-    j of W: params[w + j], params[w + O + j], ..."""
+    input in region 0 up to the output region, which ends up holding z: four samples of a unit at a
+    time, the four sums sharing each weight. g: the workspace ws as (rows, R)."""
+    R = g.shape[1]
     a = 0
     for l in range(layout.shape[0]):
         I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
         w, b = layout[l, W_OFF], layout[l, B_OFF]
-        out = a + R * I
+        o = a + I  # first row of this layer's output region
         for j in range(O):
             for n in range(0, R, 4):
-                _combine4(ws, out + j * R + n, params[b + j], params, w + j, O, a + n, I, R)
-        activate_range(ws, out, out + R * O, layout[l, ACT])  # the output layer's is IDENTITY
-        a = out
+                s0 = s1 = s2 = s3 = params[b + j]
+                for k in range(I):
+                    c = params[w + k * O + j]
+                    x = g[a + k]
+                    s0 += c * x[n]
+                    s1 += c * x[n + 1]
+                    s2 += c * x[n + 2]
+                    s3 += c * x[n + 3]
+                y = g[o + j]
+                y[n], y[n + 1], y[n + 2], y[n + 3] = s0, s1, s2, s3
+        activate_range(ws[o * R:(o + O) * R], layout[l, ACT])  # the output layer's is IDENTITY
+        a = o
 
 
 @njit(inline="always", **JIT)
-def _input_grad(ws, dst, src, params, w, I, O, R):
-    """ws[dst:] (I, R) <- W (I, O) @ ws[src:] (O, R): dL/d(layer input) from dL/dz (before the
-    activation derivative). Input unit k's coefficients are row k of W: params[w + k * O + j]."""
-    for k in range(I):
-        for n in range(0, R, 4):
-            _combine4(ws, dst + k * R + n, 0.0, params, w + k * O, 1, src + n, O, R)
+def _backward(grads, params, g, ws, layout, d, other, top):
+    """Gradients of every layer, from dL/dz of the last (K, R) in rows d.. of the workspace g
+    (rows, R): layer l's dL/dz (O, R) in one delta region gives dW (I, O) = its input (I, R) @
+    dL/dz.T, db = dL/dz summed over the samples, and, through W and the activation derivative of
+    layer l - 1, that layer's dL/dz (I, R) = (W @ dL/dz) * f'(its output) in the other region.
+    ``top``: the output region's first row, where layer L - 1's input region ends."""
+    R = g.shape[1]
+    a = top
+    for l in range(layout.shape[0] - 1, -1, -1):
+        I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
+        w, b = layout[l, W_OFF], layout[l, B_OFF]
+        a -= I  # this layer's input region: rows a .. a + I
+        for k in range(I):
+            x = g[a + k]
+            for j in range(O):
+                dz = g[d + j]
+                s = 0.0
+                for n in range(R):
+                    s += x[n] * dz[n]
+                grads[w + k * O + j] = s
+        for j in range(O):
+            dz = g[d + j]
+            s = 0.0
+            for n in range(R):
+                s += dz[n]
+            grads[b + j] = s
+        if l > 0:
+            for k in range(I):
+                for n in range(0, R, 4):
+                    s0 = s1 = s2 = s3 = 0.0
+                    for j in range(O):
+                        c = params[w + k * O + j]
+                        dz = g[d + j]
+                        s0 += c * dz[n]
+                        s1 += c * dz[n + 1]
+                        s2 += c * dz[n + 2]
+                        s3 += c * dz[n + 3]
+                    y = g[other + k]
+                    y[n], y[n + 1], y[n + 2], y[n + 3] = s0, s1, s2, s3
+            activation_grad_range(ws[other * R:(other + I) * R], ws[a * R:(a + I) * R], layout[l - 1, ACT])
+            d, other = other, d
 
 
 @njit(inline="always", **JIT)
-def _gather(ws, X, idx, lo, rows, R):
-    """Region 0 (I0, R) <- the batch's inputs, transposed: X[idx].T, or X[lo:lo + rows].T when idx
-    is empty; zeros in the padding samples."""
+def _gather(g, X, idx, lo, rows):
+    """Region 0 (I0, R) of the workspace g (rows, R) <- the batch's inputs, transposed: X[idx].T,
+    or X[lo:lo + rows].T when idx is empty; zeros in the padding samples."""
     for k in range(X.shape[1]):
+        x = g[k]
         if idx.shape[0] > 0:
             for n in range(rows):
-                ws[k * R + n] = X[idx[n], k]
+                x[n] = X[idx[n], k]
         else:
             for n in range(rows):
-                ws[k * R + n] = X[lo + n, k]
-        for n in range(rows, R):
-            ws[k * R + n] = 0.0
+                x[n] = X[lo + n, k]
+        for n in range(rows, g.shape[1]):
+            x[n] = 0.0
 
 
 @njit(**dict(JIT, _nrt=False))
@@ -153,60 +194,41 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
     opt_state in the Model's layout (nothing to transpose): same arguments, less the extras'. ws is
     ``workspace_size(layout, bmax)`` long (at least)."""
     # (Compiled without numba's reference counting, "_nrt": it allocates nothing and keeps no
-    # array, and the counts on every array handed to an inlined helper took ~50 of ~460 ns per step
-    # of the XOR run.)
-    L = layout.shape[0]
-    K = layout[L - 1, FAN_OUT]
+    # array, and the counts on every view taken here and on every array handed to an inlined
+    # helper took ~50 of ~460 ns per step of the XOR run.)
+    K = layout[layout.shape[0] - 1, FAN_OUT]
     R = padded_rows(bmax)
-    z, delta_a, delta_b, z_rows = _regions(layout, R)
-    delta_rows = z_rows + bmax * K
+    z, delta_a, delta_b, total_rows = _regions(layout)
+    g = _grid(ws, total_rows, R)
+    out = ws[z * R:(z + K) * R]  # z (K, R), flat: output j of sample n at j * R + n
+    delta = ws[delta_a * R:(delta_a + K) * R]  # dL/dz, the same way
+    p, dp = params[:n_trainable].reshape((1, n_trainable)), grads[:n_trainable].reshape((1, n_trainable))
     for t in range(bounds.shape[0] - 1):
         idx = order[bounds[t]:bounds[t + 1]]
         rows = idx.shape[0]
-        _gather(ws, X, idx, 0, rows, R)
-        _forward(ws, params, layout, R)
+        _gather(g, X, idx, 0, rows)
+        _forward(g, ws, params, layout)
 
-        # output transform and loss, sample by sample (see output.py): delta_a (K, R) <- dL/dz
+        # output transform and loss, sample by sample (see output.py), down the columns of the
+        # output region. An element-wise transform under mse (the XOR network's sigmoid) is applied
+        # to the whole region first, in one loop: 190 instead of 214 ns per XOR step, since one
+        # sample's lone exponential otherwise waits on its own chain of operations.
         denom = batch_weight(idx, weights)
+        transformed = out_code != SOFTMAX and loss_code == MSE
+        if transformed and out_code == OUT_SIGMOID:
+            activate_range(out, SIGMOID)
         total = 0.0
         for n in range(rows):
-            for j in range(K):
-                ws[z_rows + n * K + j] = ws[z + j * R + n]
-            total += loss_row(ws, delta_rows + n * K, ws, z_rows + n * K, K, idx[n], y_int, y_float,
-                              weights, denom, out_code, loss_code)
+            total += loss_row(delta, n, out, n, K, idx[n], y_int, y_float, weights, denom, out_code,
+                              loss_code, R, transformed)
         batch_losses[t] = total / denom
         for j in range(K):
-            for n in range(rows):
-                ws[delta_a + j * R + n] = ws[delta_rows + n * K + j]
+            dz = g[delta_a + j]
             for n in range(rows, R):
-                ws[delta_a + j * R + n] = 0.0
+                dz[n] = 0.0
 
-        # backward: layer l's dL/dz (O, R) in one delta buffer gives its gradients and, through W
-        # and the activation derivative of layer l - 1, that layer's dL/dz in the other
-        d, other = delta_a, delta_b
-        a = z
-        for l in range(L - 1, -1, -1):
-            I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
-            w, b = layout[l, W_OFF], layout[l, B_OFF]
-            a -= R * I  # region l: this layer's input (I, R)
-            for k in range(I):  # dW (I, O) = input (I, R) @ dz.T (R, O)
-                for j in range(O):
-                    s = 0.0
-                    for n in range(R):
-                        s += ws[a + k * R + n] * ws[d + j * R + n]
-                    grads[w + k * O + j] = s
-            for j in range(O):  # db (O,) = dz summed over the batch
-                s = 0.0
-                for n in range(R):
-                    s += ws[d + j * R + n]
-                grads[b + j] = s
-            if l > 0:  # dz of layer l - 1 (I, R) = (W @ dz) * f'(its output)
-                _input_grad(ws, other, d, params, w, I, O, R)
-                activation_grad_range(ws, other, ws, a, I * R, layout[l - 1, ACT])
-                d, other = other, d
-        update_rows(params[:n_trainable].reshape((1, n_trainable)),
-                    grads[:n_trainable].reshape((1, n_trainable)), opt_state, 0, hyper, opt, lrs[t],
-                    step0 + t + 1, 0, 1)
+        _backward(grads, params, g, ws, layout, delta_a, delta_b, z)
+        update_rows(p, dp, opt_state, 0, hyper, opt, lrs[t], step0 + t + 1, 0, 1)
 
 
 @njit(**dict(JIT, _nrt=False))
@@ -215,14 +237,14 @@ def predict_small(out, params, ws, X, layout, out_code, bmax):
     outputs for X (N, I0), bmax rows at a time."""
     N, K = X.shape[0], out.shape[1]
     R = padded_rows(bmax)
-    z, _, _, z_rows = _regions(layout, R)
+    z, _, _, total_rows = _regions(layout)
+    g = _grid(ws, total_rows, R)
+    zs = ws[z * R:(z + K) * R]
     for lo in range(0, N, bmax):
         rows = min(bmax, N - lo)
-        _gather(ws, X, layout[0, :0], lo, rows, R)  # (no index array: rows lo, lo + 1, ...)
-        _forward(ws, params, layout, R)
+        _gather(g, X, layout[0, :0], lo, rows)  # (no index array: rows lo, lo + 1, ...)
+        _forward(g, ws, params, layout)
         for n in range(rows):
+            output_row(zs, n, K, out_code, R)
             for j in range(K):
-                ws[z_rows + j] = ws[z + j * R + n]
-            output_row(ws, z_rows, K, out_code)
-            for j in range(K):
-                out[lo + n, j] = ws[z_rows + j]
+                out[lo + n, j] = zs[j * R + n]
