@@ -24,7 +24,7 @@ from .kernels import network
 from .kernels.activations import ACTIVATIONS, IDENTITY
 from .kernels.optim import OPTIMIZERS, state_rows
 from .kernels.output import LOSSES, OUTPUTS
-from .validation import (Integer, OneOf, Optional, Real, check_labels, check_targets, check_X,
+from .validation import (Integer, OneOf, Optional, Real, all_finite, check_labels, check_targets, check_X,
                          validate_params)
 
 ENGINES = {"numba": network, "numpy": reference}
@@ -255,10 +255,19 @@ class _Run:
             order = np.concatenate([self.rows[self.rng.permutation(n)] for _ in range(group)])
         else:
             order = np.tile(self.rows, group)
-        starts = self.epoch_bounds[:-1][None, :] + n * np.arange(group, dtype=np.int64)[:, None]
-        bounds = np.append(starts.ravel(), group * n)
-        step_lrs = np.repeat(np.asarray(lrs, dtype=self.model.dtype), n_batches)
+        bounds = np.empty(group * n_batches + 1, np.int64)  # batch t of epoch e: e n + epoch_bounds[t]
+        np.add(self.epoch_bounds[:-1], n * np.arange(group, dtype=np.int64)[:, None],
+               out=bounds[:-1].reshape(group, n_batches))
+        bounds[-1] = group * n
+        step_lrs = np.asarray(lrs, dtype=self.model.dtype)
+        if n_batches > 1:
+            step_lrs = np.repeat(step_lrs, n_batches)
         losses = np.zeros(group * n_batches, np.float64)
+        if n_batches == 1 and not (progress or interrupt):
+            # Full-batch epochs (the XOR run: 10,000 of them in one call): each batch's loss is its
+            # epoch's, with nothing to add up (and no epoch to resume part-way).
+            self._call(losses, order, bounds, step_lrs, history)
+            return losses
         sizes = np.tile(np.diff(self.epoch_bounds), group)
         chunk = max(1, n_batches // 50) if (progress or interrupt) else group * n_batches
         for t0 in range(skip, group * n_batches, chunk):
@@ -272,11 +281,11 @@ class _Run:
                     raise Interrupted(t1, done)
         # Each epoch's loss x size, summed in batch order (after a resumed epoch's partial sum), so
         # that a resumed epoch reports exactly the loss of the uninterrupted one.
+        if n_batches == 1:
+            return losses
         weighted = (losses * sizes).reshape(group, n_batches)
         weighted[0, :skip] = 0.0
         weighted[0, 0] += partial
-        if n_batches == 1:  # full-batch epochs (the XOR run: 10,000 of them), nothing to add up
-            return weighted[:, 0] / n
         return np.cumsum(weighted, axis=1)[:, -1] / n
 
     @staticmethod
@@ -294,7 +303,7 @@ class _Run:
             lrs, m._layout, OUTPUTS[m.output], LOSSES[m.loss], m._n_trainable, self.bmax,
             self.opt, self.opt_state, self.opt_work, self.hyper, self.step, m._rates, m._running, self.dropout_seed)
         self.step += len(lrs)
-        if not (np.isfinite(losses).all() and np.isfinite(m._params).all()):
+        if not (all_finite(losses) and all_finite(m._params)):
             m._params[...], self.opt_state[...], m._running[...] = saved
             lr = float(lrs.max())
             raise TrainingDiverged(
