@@ -41,12 +41,14 @@ from .output import SIGMOID as OUT_SIGMOID
 
 # A step of at most this many multiply-adds (batch x weights) takes the small path. Measured with
 # bench/test_bench_small.py (ms per 2,000 float64 steps, small vs blocked): 2-4-1 at batch 4
-# (48 multiply-adds), 0.70 vs 4.12; 2-16-1 at batch 4 (192), 1.48 vs 4.80; 4-16-3 at batch 4 (448),
-# 2.82 vs 5.36; 2-64-1 at batch 4 (768), 4.64 vs 6.79; 2-16-1 at batch 16 (768), 5.42 vs 7.10;
-# 2-128-1 at batch 4 (1,024), 8.88 vs 9.89; 2-64-1 at batch 16 (2,048), 17.6 vs 12.6; 4-32-2 at
-# batch 16 (3,072), 16.5 vs 10.8. The loops here are scalar over the units: past a thousand or so
-# multiply-adds the blocked kernels' register tiles win.
-SMALL_MAX_WORK = 1024
+# (48 multiply-adds), 0.53 vs 4.21; 2-16-1 at batch 4 (192), 1.06 vs 4.87; 4-16-3 at batch 4 (448),
+# 2.07 vs 5.32; 2-64-1 at batch 4 (768), 3.12 vs 6.95; 2-16-1 at batch 16 (768), 2.86 vs 7.06;
+# 2-128-1 at batch 4 (1,024), 5.86 vs 9.98; 2-64-1 at batch 16 (2,048), 8.28 vs 12.45; 4-32-2 at
+# batch 16 (3,072), 8.85 vs 10.34, but 8-32-4 at batch 8 (3,072), 9.44 vs 8.80; 2-64-1 at batch 32
+# (4,096), 16.2 vs 21.4, but 4-32-4 at batch 16 (4,096), 14.0 vs 11.8; 8-32-4 at batch 16 (6,144),
+# 17.2 vs 12.9. The loops here are scalar over the units: past two to four thousand multiply-adds,
+# sooner for wider layers, the blocked kernels' register tiles win.
+SMALL_MAX_WORK = 2048
 
 
 def use_small(layout, bmax):
