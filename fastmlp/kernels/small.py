@@ -113,17 +113,18 @@ def _forward(g, ws, params, layout):
         I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
         w, b = layout[l, W_OFF], layout[l, B_OFF]
         o = a + I  # first row of this layer's output region
+        inp, out = g[a:o], g[o:o + O]
         for j in range(O):
+            y = out[j]
             for n in range(0, R, 4):
                 s0 = s1 = s2 = s3 = params[b + j]
                 for k in range(I):
                     c = params[w + k * O + j]
-                    x = g[a + k]
+                    x = inp[k]
                     s0 += c * x[n]
                     s1 += c * x[n + 1]
                     s2 += c * x[n + 2]
                     s3 += c * x[n + 3]
-                y = g[o + j]
                 y[n], y[n + 1], y[n + 2], y[n + 3] = s0, s1, s2, s3
         activate_range(ws[o * R:(o + O) * R], layout[l, ACT])  # the output layer's is IDENTITY
         a = o
@@ -142,32 +143,34 @@ def _backward(grads, params, g, ws, layout, d, other, top):
         I, O = layout[l, FAN_IN], layout[l, FAN_OUT]
         w, b = layout[l, W_OFF], layout[l, B_OFF]
         a -= I  # this layer's input region: rows a .. a + I
+        inp, dz = g[a:a + I], g[d:d + O]
         for k in range(I):
-            x = g[a + k]
+            x = inp[k]
             for j in range(O):
-                dz = g[d + j]
+                e = dz[j]
                 s = 0.0
                 for n in range(R):
-                    s += x[n] * dz[n]
+                    s += x[n] * e[n]
                 grads[w + k * O + j] = s
         for j in range(O):
-            dz = g[d + j]
+            e = dz[j]
             s = 0.0
             for n in range(R):
-                s += dz[n]
+                s += e[n]
             grads[b + j] = s
         if l > 0:
+            dinp = g[other:other + I]
             for k in range(I):
+                y = dinp[k]
                 for n in range(0, R, 4):
                     s0 = s1 = s2 = s3 = 0.0
                     for j in range(O):
                         c = params[w + k * O + j]
-                        dz = g[d + j]
-                        s0 += c * dz[n]
-                        s1 += c * dz[n + 1]
-                        s2 += c * dz[n + 2]
-                        s3 += c * dz[n + 3]
-                    y = g[other + k]
+                        e = dz[j]
+                        s0 += c * e[n]
+                        s1 += c * e[n + 1]
+                        s2 += c * e[n + 2]
+                        s3 += c * e[n + 3]
                     y[n], y[n + 1], y[n + 2], y[n + 3] = s0, s1, s2, s3
             activation_grad_range(ws[other * R:(other + I) * R], ws[a * R:(a + I) * R], layout[l - 1, ACT])
             d, other = other, d
