@@ -182,9 +182,11 @@ def _forward(out, inp, WT, b, act):
         j0 = blk * COLUMNS
         j1 = min(j0 + COLUMNS, O)
         _dot_columns(out, inp, WT, j0, j1)
+        bj = b[j0:j1]
         for r in range(B):
-            for j in range(j0, j1):
-                out[r, j] = activate(out[r, j] + b[j], act)
+            row = out[r, j0:j1]  # (a view indexed from 0: see _infer)
+            for j in range(row.shape[0]):
+                row[j] = activate(row[j] + bj[j], act)
 
 
 def _infer(out, inp, W, b, act):
