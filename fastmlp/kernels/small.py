@@ -106,6 +106,21 @@ def _grid(ws, rows, R):
 
 
 @njit(inline="always", **JIT)
+def _combine4(y, n, init, params, c, stride, rows):
+    """y[n:n+4] <- init + sum over t of params[c + t * stride] * rows[t, n:n+4]: four samples of one
+    unit as a combination of the T rows of ``rows`` (T, R), the four sums sharing each coefficient."""
+    s0 = s1 = s2 = s3 = init
+    for t in range(rows.shape[0]):
+        ct = params[c + t * stride]
+        x = rows[t]
+        s0 += ct * x[n]
+        s1 += ct * x[n + 1]
+        s2 += ct * x[n + 2]
+        s3 += ct * x[n + 3]
+    y[n], y[n + 1], y[n + 2], y[n + 3] = s0, s1, s2, s3
+
+
+@njit(inline="always", **JIT)
 def _forward(g, ws, params, layout):
     """Region l + 1 (O, R) <- act(W.T (O, I) @ region l (I, R) + b) for every layer l, from the
     input in region 0 up to the output region, which ends up holding z: four samples of a unit at a
@@ -117,18 +132,9 @@ def _forward(g, ws, params, layout):
         w, b = layout[l, W_OFF], layout[l, B_OFF]
         o = a + I  # first row of this layer's output region
         inp, out = g[a:o], g[o:o + O]
-        for j in range(O):
-            y = out[j]
+        for j in range(O):  # unit j's weights: column j of W, params[w + j], params[w + O + j], ...
             for n in range(0, R, 4):
-                s0 = s1 = s2 = s3 = params[b + j]
-                for k in range(I):
-                    c = params[w + k * O + j]
-                    x = inp[k]
-                    s0 += c * x[n]
-                    s1 += c * x[n + 1]
-                    s2 += c * x[n + 2]
-                    s3 += c * x[n + 3]
-                y[n], y[n + 1], y[n + 2], y[n + 3] = s0, s1, s2, s3
+                _combine4(out[j], n, params[b + j], params, w + j, O, inp)
         activate_range(ws[o * R:(o + O) * R], layout[l, ACT])  # the output layer's is IDENTITY
         a = o
 
@@ -163,18 +169,9 @@ def _backward(grads, params, g, ws, layout, d, other, top):
             grads[b + j] = s
         if l > 0:
             dinp = g[other:other + I]
-            for k in range(I):
-                y = dinp[k]
+            for k in range(I):  # input unit k's coefficients: row k of W, params[w + k O + j]
                 for n in range(0, R, 4):
-                    s0 = s1 = s2 = s3 = 0.0
-                    for j in range(O):
-                        c = params[w + k * O + j]
-                        e = dz[j]
-                        s0 += c * e[n]
-                        s1 += c * e[n + 1]
-                        s2 += c * e[n + 2]
-                        s3 += c * e[n + 3]
-                    y[n], y[n + 1], y[n + 2], y[n + 3] = s0, s1, s2, s3
+                    _combine4(dinp[k], n, 0.0, params, w + k * O, 1, dz)
             activation_grad_range(ws[other * R:(other + I) * R], ws[a * R:(a + I) * R], layout[l - 1, ACT])
             d, other = other, d
 
