@@ -263,11 +263,6 @@ class _Run:
         if n_batches > 1:
             step_lrs = np.repeat(step_lrs, n_batches)
         losses = np.zeros(group * n_batches, np.float64)
-        if n_batches == 1 and not (progress or interrupt):
-            # Full-batch epochs (the XOR run: 10,000 of them in one call): each batch's loss is its
-            # epoch's, with nothing to add up (and no epoch to resume part-way).
-            self._call(losses, order, bounds, step_lrs, history)
-            return losses
         sizes = np.tile(np.diff(self.epoch_bounds), group)
         chunk = max(1, n_batches // 50) if (progress or interrupt) else group * n_batches
         for t0 in range(skip, group * n_batches, chunk):
@@ -279,10 +274,10 @@ class _Run:
                     progress(first_epoch, t1, n_batches, done / float(sizes[:t1].sum()))
                 if interrupt is not None and t1 < n_batches and interrupt():
                     raise Interrupted(t1, done)
+        if n_batches == 1:  # full-batch epochs (the XOR run: 10,000 of them in one call): each
+            return losses  # batch's loss is its epoch's, and no such epoch is resumed part-way
         # Each epoch's loss x size, summed in batch order (after a resumed epoch's partial sum), so
         # that a resumed epoch reports exactly the loss of the uninterrupted one.
-        if n_batches == 1:
-            return losses
         weighted = (losses * sizes).reshape(group, n_batches)
         weighted[0, :skip] = 0.0
         weighted[0, 0] += partial

@@ -73,8 +73,10 @@ def workspace_size(layout, bmax):
     layout = np.asarray(layout)
     K = int(layout[-1, FAN_OUT])
     widest = max(int(layout[:, FAN_IN].max()), K)
-    rows = int(layout[:, FAN_IN].sum()) + K + 2 * widest  # as ``_regions`` counts them (in Python
-    return int(padded_rows(bmax)) * rows  # here: compiling _regions for this call cost 0.26 s)
+    # The rows as ``_regions`` counts them, counted again in Python: compiling _regions for this
+    # call cost 0.26 s.
+    rows = int(layout[:, FAN_IN].sum()) + K + 2 * widest
+    return int(padded_rows(bmax)) * rows
 
 
 @njit(inline="always", **JIT)
@@ -208,6 +210,10 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
     out = ws[z * R:(z + K) * R]  # z (K, R), flat: output j of sample n at j * R + n
     delta = ws[delta_a * R:(delta_a + K) * R]  # dL/dz, the same way
     p, dp = params[:n_trainable].reshape((1, n_trainable)), grads[:n_trainable].reshape((1, n_trainable))
+    # An element-wise output transform under mse (the XOR network's sigmoid) is applied to the whole
+    # output region at once, before the per-sample loss: 190 instead of 214 ns per XOR step, since
+    # one sample's lone exponential otherwise waits on its own chain of operations.
+    transformed = out_code != SOFTMAX and loss_code == MSE
     for t in range(bounds.shape[0] - 1):
         idx = order[bounds[t]:bounds[t + 1]]
         rows = idx.shape[0]
@@ -215,11 +221,8 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
         _forward(g, ws, params, layout)
 
         # output transform and loss, sample by sample (see output.py), down the columns of the
-        # output region. An element-wise transform under mse (the XOR network's sigmoid) is applied
-        # to the whole region first, in one loop: 190 instead of 214 ns per XOR step, since one
-        # sample's lone exponential otherwise waits on its own chain of operations.
+        # output region
         denom = batch_weight(idx, weights)
-        transformed = out_code != SOFTMAX and loss_code == MSE
         if transformed and out_code == OUT_SIGMOID:
             activate_range(out, SIGMOID)
         total = 0.0
