@@ -63,10 +63,12 @@ def test_forward_and_infer_match_numpy(B, I, O, dtype, act):
         out = np.full((B, O), np.nan, dtype)
         kernel(out, inp, np.ascontiguousarray(W.T), b, ACTIVATIONS[act])
         _check(out, expected, dtype)
+    WT = np.ascontiguousarray(W.T)
     for kernel in (dense._infer_mt, dense._infer_1t, dense.dense_infer):
-        out = np.full((B, O), np.nan, dtype)
-        kernel(out, inp, W, b, ACTIVATIONS[act])
-        _check(out, expected, dtype)
+        for wt in (WT[:0], WT):  # row combinations of W; dot products with WT (narrow layers)
+            out = np.full((B, O), np.nan, dtype)
+            kernel(out, inp, W, wt, b, ACTIVATIONS[act])
+            _check(out, expected, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -106,7 +108,7 @@ def test_threaded_and_single_threaded_kernels_agree_bit_for_bit():
                                      (dense._forward_1t, dense._infer_1t, dense._weight_grad_1t, dense._input_grad_1t)):
         out, out2 = np.empty((37, 23), np.float32), np.empty((37, 23), np.float32)
         fwd(out, inp, WT, b, 1)
-        inf(out2, inp, W, b, 1)
+        inf(out2, inp, W, WT[:0], b, 1)
         dWT, db, dinp = np.empty((23, 50), np.float32), np.empty(23, np.float32), np.empty((37, 50), np.float32)
         grad(dWT, db, dout, inp, WT, *_no_update(WT, db))
         inp_grad(dinp, dout, WT, inp, 1)
@@ -120,8 +122,10 @@ def test_nan_in_the_input_reaches_the_output():
     inp, W, b, dout = _case(8, 8, 4, np.float64)
     inp[5, 2] = np.nan
     out = np.zeros((8, 4))
-    dense.dense_infer(out, inp, W, b, ACTIVATIONS["relu"])
-    assert np.isnan(out[5]).all() and np.isfinite(np.delete(out, 5, axis=0)).all()
+    for WT in (W.T[:0], np.ascontiguousarray(W.T)):
+        out[:] = 0
+        dense.dense_infer(out, inp, W, np.ascontiguousarray(WT), b, ACTIVATIONS["relu"])
+        assert np.isnan(out[5]).all() and np.isfinite(np.delete(out, 5, axis=0)).all()
     dense.dense_forward(out, inp, np.ascontiguousarray(W.T), b, ACTIVATIONS["relu"])
     assert np.isnan(out[5]).all() and np.isfinite(np.delete(out, 5, axis=0)).all()
     dWT, db = np.zeros((4, 8)), np.zeros(4)

@@ -25,7 +25,9 @@ Training reads and writes the transposed weights WT, which makes all three passe
 per-step copy: the forward pass is dot rows of inp and WT, the input gradient dout @ WT combines
 rows of WT, and the weight gradient dWT = dout.T @ inp is a sum of outer products into rows of dWT
 as long as the layer's input (784 for an image). Prediction has no backward pass; it reads the
-Model's own W and combines rows of W, which is the fastest form of the forward product.
+Model's own W and combines rows of W, which is the fastest form of the forward product, except for
+a narrow layer (fewer than ``NARROW`` outputs, such as the 10 classes of the output layer), whose
+short rows of W vectorise poorly: it takes dot products with a transposed copy of W.
 
 Every loop that runs in parallel owns disjoint outputs (a block of units of ``out``, rows of ``dWT``
 or rows of ``dinp``) and sums its reductions in an order fixed by the code, so results are bit-identical on
@@ -184,20 +186,27 @@ def _forward(out, inp, WT, b, act):
         _dot_columns(out, inp, WT, j0, j1)
         bj = b[j0:j1]
         for r in range(B):
-            row = out[r, j0:j1]  # (a view indexed from 0: see _infer)
+            row = out[r, j0:j1]  # (a view indexed from 0, so that the loop vectorises)
             for j in range(row.shape[0]):
                 row[j] = activate(row[j] + bj[j], act)
 
 
-def _infer(out, inp, W, b, act):
-    """out (B, O) = f(inp (B, I) @ W (I, O) + b): a thread owns blocks of 4 rows of out."""
+def _infer(out, inp, W, WT, b, act):
+    """out (B, O) = f(inp (B, I) @ W (I, O) + b): a thread owns blocks of 4 rows of out, which it
+    computes as row combinations of W, or, when WT (O, I) = W.T is given (not empty), as dot
+    products of rows of inp and WT: the form for narrow layers (see ``dense_infer``)."""
     B, O = out.shape
     for blk in prange((B + TILE - 1) // TILE):
         i = blk * TILE
-        _combine_rows(out, inp, W, i)
-        for r in range(i, min(i + TILE, B)):
+        i1 = min(i + TILE, B)
+        if WT.shape[0] == 0:
+            _combine_rows(out, inp, W, i)
+        else:
+            _dot_columns(out[i:i1], inp[i:i1], WT, 0, O)
+        for r in range(i, i1):
+            row = out[r]  # (a view indexed from 0, so that the loop vectorises)
             for j in range(O):
-                out[r, j] = activate(out[r, j] + b[j], act)
+                row[j] = activate(row[j] + b[j], act)
 
 
 def _weight_grad(dWT, db, dout, inp, WT, b, nb, state, sw, sb, hyper, opt, lr, step, update):
@@ -332,11 +341,20 @@ def dense_backward(dinp, dWT, db, dout, inp, WT, inp_act, b, nb, state, sw, sb, 
         _weight_grad_1t(dWT, db, dout, inp, WT, b, nb, state, sw, sb, hyper, opt, lr, step, 2 if update else 0)
 
 
+# Below this many outputs, prediction computes a layer as dot products (``_dot_columns``) rather
+# than row combinations: a row of W this short fills less than one or two vector registers, and the
+# loop over it is mostly remainder. Measured, us per 512 rows (combinations / dot products), I = 64:
+# O = 1, 18 / 4.3; O = 10, 17 / 9.8; O = 24, 21 / 17; O = 32, 21.5 / 21.6; O = 64, 32 / 40.
+# (I = 128: the same crossing, at O = 32.)
+NARROW = 32
+
+
 @njit(**JIT)
-def dense_infer(out, inp, W, b, act):
-    """out (B, O) <- f(inp (B, I) @ W (I, O) + b (O,)): the forward pass on the Model's layout."""
+def dense_infer(out, inp, W, WT, b, act):
+    """out (B, O) <- f(inp (B, I) @ W (I, O) + b (O,)): the forward pass on the Model's layout.
+    WT: W transposed (O, I) for a layer with fewer than NARROW outputs, else empty (0, I)."""
     B, I = inp.shape
     if B * I * out.shape[1] >= PARALLEL_MIN_WORK:
-        _infer_mt(out, inp, W, b, act)
+        _infer_mt(out, inp, W, WT, b, act)
     else:
-        _infer_1t(out, inp, W, b, act)
+        _infer_1t(out, inp, W, WT, b, act)

@@ -20,21 +20,24 @@ flat buffer, carved into views (``workspace_size`` gives its length for a larges
     region L          (bmax, fan_out[L-1]) the network's output
     delta_a, delta_b  (bmax, widest)       dL/dz of the layer being back-propagated, ping-ponged
     sample_loss       (bmax,)              each sample's loss
-    work              (P,)                 the parameters while ``train_blocked`` runs (below)
+    work              (P,)                 the parameters while ``train_blocked`` runs (below);
+                                           while ``predict_blocked`` runs, what
+                                           ``for_prediction`` copies there
     per EXTRAS layer  y, zhat, fy, dskip, dy (bmax, fan_out) and mean, inv_std (fan_out,)
 
 Training works on the transposed layout: ``train_blocked`` copies params into ``work`` with every
 weight matrix transposed to (fan_out, fan_in) (``to_transposed``), trains there, and copies back
 once at the end, so no step pays for a transpose (see ``dense.py`` for why this layout suits all
 three products). Gradients and optimizer state use the same layout while training. Prediction reads
-params as they are.
+params as they are, but for the narrow layers (``dense.NARROW``), whose transposed weights it copies
+into ``work``.
 """
 
 from numba import njit, prange
 
 from .activations import IDENTITY
 from .config import ACT, B_OFF, BN_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, PARALLEL_MIN_WORK, RUN_OFF, W_OFF, jit_pair
-from .dense import dense_backward, dense_forward, dense_infer, transpose
+from .dense import NARROW, dense_backward, dense_forward, dense_infer, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import update_rows
 from .output import output_forward, output_loss_backward
@@ -246,14 +249,15 @@ def gather_rows(dst, src, idx):
 @njit(**JIT)
 def _dense(out, inp, params, weights, layout, l, act):
     """out = act(inp @ W_l + b_l), b_l from params. The weights come from ``weights`` in the Model's
-    layout (I, O), or, when ``weights`` is empty, from params in the transposed layout (O, I)."""
+    layout (I, O), or, when ``weights`` is empty, from params in the transposed layout (O, I); a
+    narrow layer reads both (params as ``for_prediction`` or ``to_transposed`` leaves them)."""
     if weights.shape[0] == 0:
         WT, b = _weights_t(params, layout, l)
         dense_forward(out, inp, WT, b, act)
-    else:
+    else:  # a narrow layer also reads WT from params, for its dot products (see dense.NARROW)
         W, _ = _weights(weights, layout, l)
-        _, b = _weights(params, layout, l)
-        dense_infer(out, inp, W, b, act)
+        WT, b = _weights_t(params, layout, l)
+        dense_infer(out, inp, W, WT if layout[l, FAN_OUT] < NARROW else WT[:0], b, act)
 
 
 @njit(**JIT)
@@ -430,15 +434,32 @@ def predict_batches(out, params, ws, X, layout, out_code, bmax, rates, running):
 
 
 @njit(**JIT)
+def for_prediction(dst, params, layout):
+    """dst <- what ``forward_layers`` reads from its ``params`` when its ``weights`` are params: the
+    biases and batch-norm parameters, and the weights of each narrow layer (fewer than
+    ``dense.NARROW`` outputs) transposed, in their place in the transposed layout. The other layers'
+    places are left as they were: their weights are read from params."""
+    for l in range(layout.shape[0]):
+        if layout[l, FAN_OUT] < NARROW:
+            W, _ = _weights(params, layout, l)
+            WT, _ = _weights_t(dst, layout, l)
+            transpose(WT, W)
+    n = _n_weights(layout)
+    dst[n:] = params[n:]
+
+
+@njit(**JIT)
 def predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running):
     """``predict_batches`` through the layer kernels: any network, any size."""
     N = X.shape[0]
+    work = _work(ws, layout, bmax)
+    for_prediction(work, params, layout)
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)
         # bool() and int() make plain values of the constants, so that this call has the types of
         # train_blocked's and the forward pass is compiled once for both: numba compiles a separate
         # copy of a function for each constant argument (measured: ~24 s more on a cold start).
-        z = forward_layers(params, params, ws, layout, bmax, hi - lo, rates, running, bool(False),
+        z = forward_layers(work, params, ws, layout, bmax, hi - lo, rates, running, bool(False),
                            int(0), int(0), X[lo:hi])
         output_forward(z, out_code)
         out[lo:hi] = z

@@ -20,7 +20,7 @@ import math
 
 from numba import njit, prange
 
-from .activations import sigmoid
+from .activations import exp, sigmoid
 from .config import JIT, PARALLEL_MIN_WORK, jit_pair
 
 # Output transforms and losses, keyed by name; the Python layer validates names against these.
@@ -47,7 +47,7 @@ def output_row(out, o, K, out_code, step=1):
                 m = out[o + j * step]
         s = 0.0
         for j in range(K):
-            e = math.exp(out[o + j * step] - m)
+            e = exp(out[o + j * step] - m)
             out[o + j * step] = e
             s += e
         for j in range(K):
@@ -82,7 +82,7 @@ def loss_row(delta, d, out, o, K, row, y_int, y_float, weights, denom, out_code,
         for j in range(K):
             # Stable form of -(y log p + (1 - y) log(1 - p)) with p = sigmoid(z).
             z = out[o + j * step]
-            bce += max(z, 0.0) - z * y_float[row, j] + math.log1p(math.exp(-abs(z)))
+            bce += max(z, 0.0) - z * y_float[row, j] + math.log1p(exp(-abs(z)))
     log_s, m = (0.0, 0.0) if transformed else output_row(out, o, K, out_code, step)
     if loss_code == CROSS_ENTROPY:
         # -log p_y = log(sum exp(z - m)) + m - z_y
@@ -118,12 +118,6 @@ def batch_weight(idx, weights):
     return denom if denom != 0 else 1.0
 
 
-def _output_forward(out, K, out_code):
-    """out (B * K,) flat; see ``output_forward``."""
-    for n in prange(out.shape[0] // K):
-        output_row(out, n * K, K, out_code)
-
-
 def _output_loss_backward(delta, sample_loss, out, K, idx, y_int, y_float, weights, denom, out_code,
                           loss_code):
     """delta, out (B * K,) flat; see ``output_loss_backward``."""
@@ -132,7 +126,6 @@ def _output_loss_backward(delta, sample_loss, out, K, idx, y_int, y_float, weigh
                                   out_code, loss_code)
 
 
-_output_forward_mt, _output_forward_1t = jit_pair(_output_forward)
 _output_loss_backward_mt, _output_loss_backward_1t = jit_pair(_output_loss_backward)
 
 # An exp costs roughly this many multiply-adds, for comparing with PARALLEL_MIN_WORK.
@@ -141,13 +134,35 @@ EXP_COST = 32
 
 @njit(**JIT)
 def output_forward(out, out_code):
-    """out (B, K): pre-activations in, outputs (probabilities for softmax/sigmoid) out, in place."""
+    """out (B, K): pre-activations in, outputs (probabilities for softmax/sigmoid) out, in place.
+
+    The same arithmetic as ``output_row``, in three passes over the batch rather than one sample at
+    a time, so that the exponentials form one long loop that vectorises (a sample's K outputs are
+    too few): softmax of 512 x 10 float32 took 8.5 instead of 19 us (10.5 on 2 threads sample by
+    sample). One thread: the passes are short, and on two threads it was no faster."""
     B, K = out.shape
     flat = out.reshape(B * K)
-    if B * K * EXP_COST >= PARALLEL_MIN_WORK:
-        _output_forward_mt(flat, K, out_code)
-    else:
-        _output_forward_1t(flat, K, out_code)
+    if out_code == SOFTMAX:
+        for n in range(B):  # z - max z, per sample
+            row = out[n]
+            m = row[0]
+            for j in range(1, K):
+                if row[j] > m:
+                    m = row[j]
+            for j in range(K):
+                row[j] = row[j] - m
+        for i in range(B * K):
+            flat[i] = exp(flat[i])
+        for n in range(B):  # divided by their sum
+            row = out[n]
+            s = 0.0
+            for j in range(K):
+                s += row[j]
+            for j in range(K):
+                row[j] = row[j] / s
+    elif out_code == SIGMOID:
+        for i in range(B * K):
+            flat[i] = sigmoid(flat[i])
 
 
 @njit(**JIT)
