@@ -46,6 +46,11 @@ def main():
     """fastmlp: a multilayer perceptron whose kernels are explicit Numba loops."""
 
 
+def _count(n, word):
+    """'1 epoch', '10,000 epochs'."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def _set_threads(threads):
     if threads is None:
         return
@@ -212,7 +217,7 @@ def _train_xor(epochs, lr, hidden, seed, engine, out, as_json):
     for epoch in range(0, settings["epochs"], 2000):
         click.echo(f"Epoch {epoch}: Loss = {history.loss[epoch]:.4f}")
     click.echo(np.round(predictions, 2))
-    click.echo(f"Trained {settings['epochs']:,} epochs in {seconds:.4f} s ({engine} engine; "
+    click.echo(f"Trained {_count(settings['epochs'], 'epoch')} in {seconds:.4f} s ({engine} engine; "
                f"kernels compiled or loaded from cache in {warm:.2f} s before that)")
     if out:
         click.echo(f"Saved the model to {out}")
@@ -331,7 +336,8 @@ def _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, 
     say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
     say(f"{task}: {X_train.shape[0]:,} training and {X_test.shape[0]:,} test images; "
         f"network {'-'.join(map(str, model.layers))} ({model.n_params:,} parameters), "
-        f"{epochs} epochs, batch {batch_size}, lr {lr:g}, {engine} engine" + (f"; {say_resume}" if resume else ""))
+        f"{_count(epochs, 'epoch')}, batch {batch_size}, lr {lr:g}, {engine} engine"
+        + (f"; {say_resume}" if resume else ""))
     warm = _warm_up(model, X_train, y_train, min(batch_size, X_train.shape[0]))
     epochs_log = []
     last = [time.perf_counter()]
@@ -385,7 +391,7 @@ def _train_images(task, epochs, lr, hidden, batch_size, seed, engine, data_dir, 
                                    test_accuracy=accuracy, train_seconds=history.seconds,
                                    compile_seconds=warm, model=out)))
         return
-    say(f"final test accuracy {accuracy:.4f} after {epochs} epochs, {history.seconds:.1f} s training "
+    say(f"final test accuracy {accuracy:.4f} after {_count(epochs, 'epoch')}, {history.seconds:.1f} s training "
         f"(+ {warm:.2f} s compiling / loading kernels)")
     say(f"saved the model to {out}" if out else "the model was not saved (use --out PATH)")
 

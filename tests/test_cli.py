@@ -50,6 +50,12 @@ def test_train_xor_prints_the_articles_output():
     assert "Traceback" not in result.stderr
 
 
+def test_one_epoch_is_said_in_the_singular():
+    result = CliRunner().invoke(main, ["train", "--task", "xor", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Trained 1 epoch in " in result.output
+
+
 @pytest.mark.parametrize("engine", ["numba", "numpy"])
 def test_train_xor_json_and_options(engine):
     runner = CliRunner()
