@@ -4,7 +4,7 @@ A step of the seed XOR network (2-4-1, four samples) is about 110 multiply-adds 
 exponentials. Through the layer kernels (``network.train_blocked``) it costs ~1.6 us, nearly all of
 it spent calling them and making their array views, not computing. Here the whole step is one
 function over one flat workspace: forward, ``output.loss_row``, backward and the optimizer's update
-(``optim.update_rows``) are inlined into it.
+(``optim.update_rows_inline``) are inlined into it.
 
 The activations are stored feature-major, one row of ``padded_rows(bmax)`` samples per unit (bmax
 rounded up to a multiple of 4), so that the loops of a layer run over four samples at once, and an
@@ -35,7 +35,7 @@ from numba import njit
 from .activations import SIGMOID
 from .activations import activate_range, activation_grad_range
 from .config import ACT, B_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, W_OFF
-from .optim import update_rows
+from .optim import update_rows_inline
 from .output import MSE, SOFTMAX, batch_weight, loss_row, output_row
 from .output import SIGMOID as OUT_SIGMOID
 
@@ -236,7 +236,7 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
                 dz[n] = 0.0
 
         _backward(grads, params, g, ws, layout, delta_a, delta_b, z)
-        update_rows(p, dp, opt_state, 0, hyper, opt, lrs[t], step0 + t + 1, 0, 1)
+        update_rows_inline(p, dp, opt_state, 0, hyper, opt, lrs[t], step0 + t + 1, 0, 1)
 
 
 @njit(**dict(JIT, _nrt=False))
