@@ -18,10 +18,10 @@ the seed article's XOR network, is not matched and keeps the factor p (1 - p).
 
 import math
 
-from numba import njit, prange
+from numba import njit
 
 from .activations import exp, sigmoid
-from .config import JIT, PARALLEL_MIN_WORK, jit_pair
+from .config import JIT
 
 # Output transforms and losses, keyed by name; the Python layer validates names against these.
 SOFTMAX = 0
@@ -118,20 +118,6 @@ def batch_weight(idx, weights):
     return denom if denom != 0 else 1.0
 
 
-def _output_loss_backward(delta, sample_loss, out, K, idx, y_int, y_float, weights, denom, out_code,
-                          loss_code):
-    """delta, out (B * K,) flat; see ``output_loss_backward``."""
-    for n in prange(idx.shape[0]):
-        sample_loss[n] = loss_row(delta, n * K, out, n * K, K, idx[n], y_int, y_float, weights, denom,
-                                  out_code, loss_code)
-
-
-_output_loss_backward_mt, _output_loss_backward_1t = jit_pair(_output_loss_backward)
-
-# An exp costs roughly this many multiply-adds, for comparing with PARALLEL_MIN_WORK.
-EXP_COST = 32
-
-
 @njit(**JIT)
 def output_forward(out, out_code):
     """out (B, K): pre-activations in, outputs (probabilities for softmax/sigmoid) out, in place.
@@ -183,12 +169,12 @@ def output_loss_backward(delta, sample_loss, out, idx, y_int, y_float, weights, 
     B, K = out.shape
     denom = batch_weight(idx, weights)
     flat_delta, flat_out = delta.reshape(B * K), out.reshape(B * K)
-    if B * K * EXP_COST >= PARALLEL_MIN_WORK:
-        _output_loss_backward_mt(flat_delta, sample_loss, flat_out, K, idx, y_int, y_float, weights,
-                                 denom, out_code, loss_code)
-    else:
-        _output_loss_backward_1t(flat_delta, sample_loss, flat_out, K, idx, y_int, y_float, weights,
-                                 denom, out_code, loss_code)
+    # One thread: a sample costs ~50 ns here, so even at batch 1,024 this loop is under 1 % of a
+    # step, and a parallel copy of it (loss_row inlined for every output and loss) cost ~4 s of
+    # compiling on a cold start.
+    for n in range(B):
+        sample_loss[n] = loss_row(flat_delta, n * K, flat_out, n * K, K, idx[n], y_int, y_float, weights,
+                                  denom, out_code, loss_code)
     total = 0.0
     for n in range(B):
         total += sample_loss[n]
