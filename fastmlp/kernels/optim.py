@@ -104,5 +104,6 @@ def update_rows(params, grads, state, s0, hyper, opt, lr, step, r0, r1):
     ``fastmlp train --task fashion-mnist --epochs 1``: 69.3 instead of 78.6 s). The call costs
     nothing measurable there (a weight gradient with its update, batch 16, 784 -> 128, in one
     process: 25.2-25.3 us called, 25.1-25.2 inlined; with Adam 67.6 / 67.9). The small path inlines
-    it: there a call lies on every step's critical path (XOR: 230-265 instead of 198-213 ns)."""
+    it: there a call lies on every step's critical path (XOR, ns per step in seven alternating
+    pairs: called 208-269, inlined 198-213; slower in six)."""
     update_rows_inline(params, grads, state, s0, hyper, opt, lr, step, r0, r1)
