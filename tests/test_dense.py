@@ -71,6 +71,29 @@ def test_forward_and_infer_match_numpy(B, I, O, dtype, act):
             _check(out, expected, dtype)
 
 
+def _tiles_of(tile, rows, cols):
+    @njit(**JIT)
+    def every_tile(C, A, Bt):
+        for i in range(0, C.shape[0] - C.shape[0] % rows, rows):
+            for j in range(0, C.shape[1] - C.shape[1] % cols, cols):
+                tile(C, A, Bt, i, j)
+    return every_tile
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("tile,cols", [("_dot_tile_4x4", 4), ("_dot_tile_4x2", 2)])
+def test_both_dot_tiles_match_numpy(tile, cols, dtype):
+    """Only the tile that the machine's vector registers fit (dense.DOT_COLUMNS) is compiled into
+    the kernels, so the other is checked here on its own, whatever machine runs the tests."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((8, 37)).astype(dtype)
+    Bt = rng.standard_normal((12, 37)).astype(dtype)
+    C = np.full((8, 12), np.nan, dtype)
+    _tiles_of(getattr(dense, tile), 4, cols)(C, A, Bt)
+    _check(C, A.astype(np.float64) @ Bt.T, dtype)
+    assert dense._dot_tile is getattr(dense, f"_dot_tile_4x{dense.DOT_COLUMNS}")
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("B,I,O", SIZES)
 def test_backward_matches_numpy(B, I, O, dtype):

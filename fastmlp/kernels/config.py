@@ -2,7 +2,9 @@
 
 import types
 
+import numba
 from numba import njit
+from numba.core.codegen import get_host_cpu_features
 
 # LLVM's fast-math flags, minus the two that assume no NaN/inf ("nnan", "ninf"): fastmlp must see a
 # diverging loss become inf or NaN to report it, and sigmoid relies on exp(-z) = inf giving 0.
@@ -22,6 +24,23 @@ PARALLEL_MIN_WORK = 1 << 18
 # division stops LLVM from vectorising the loop around it (measured: Adam's update of a 784 x 128
 # float32 matrix, 405 us with the check, 91 us without).
 JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
+
+
+
+def _compiles_for_avx512() -> bool:
+    """Whether numba compiles for a CPU with AVX-512 (32 vector registers of 16 floats) rather than
+    AVX2 (16 registers of 8): the features numba's own compiler targets, NUMBA_CPU_FEATURES if set.
+    (A virtual machine may hide AVX-512 from a processor that has it: what counts is what is
+    exposed.)"""
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        features = get_host_cpu_features()
+    return "+avx512f" in features.split(",")
+
+
+# dense.py sizes its dot-product tiles by the vector registers: see DOT_COLUMNS there. (Numba's
+# on-disk cache is keyed by the CPU and its features too, so a cached kernel always matches.)
+WIDE_REGISTERS = _compiles_for_avx512()
 
 # Columns of ``layout`` (L, 8), one row per layer: see network.py (small.py reads it too).
 FAN_IN, FAN_OUT, W_OFF, B_OFF, ACT, BN_OFF, RUN_OFF, FLAGS = range(8)

@@ -13,8 +13,9 @@ Every product here is one of three loop shapes, and each pass picks the one whos
 along contiguous rows:
 
 * dot products, C = A @ Bt.T (``_dot_columns``): each output is a dot product of two contiguous
-  rows. A tile of 4 x 4 outputs is held in 16 scalar accumulators, so every value loaded feeds 4
-  multiply-adds, and LLVM vectorises the shared inner loop over the reduction.
+  rows. A tile of 4 x 4 outputs (4 x 2 on AVX2, see ``DOT_COLUMNS``) is held in scalar
+  accumulators, so every value loaded feeds 4 (or 2-4) multiply-adds, and LLVM vectorises the
+  shared inner loop over the reduction.
 * row combinations, C = A @ Bm (``_combine_rows``): row i of C is a weighted sum of rows of Bm.
   Four rows of C are updated together from four rows of Bm and a 4 x 4 block of A's coefficients
   (16 scalars held in registers): 16 multiply-adds per element for 8 loads and 4 stores.
@@ -38,11 +39,18 @@ any number of threads. Loops run on one thread below ``PARALLEL_MIN_WORK`` multi
 from numba import njit, prange
 
 from .activations import activate, activation_grad
-from .config import JIT, PARALLEL_MIN_WORK, jit_pair
+from .config import JIT, PARALLEL_MIN_WORK, WIDE_REGISTERS, jit_pair
 from .optim import update_rows
 
 TILE = 4  # rows of C computed together by every product below
 COLUMNS = 8  # output units per parallel block of the training forward pass
+# Columns of a dot-product tile. Each of its 4 x DOT_COLUMNS outputs is a vector accumulator while
+# the loop runs, beside 4 + DOT_COLUMNS vectors of operands: 16 + 8 for a 4 x 4 tile, which fits
+# AVX-512's 32 vector registers, but not AVX2's 16, where the tile spills to the stack. Measured on
+# one core of an AVX2 machine (scratch/tiles.py, us, 4 x 4 / 4 x 2): 16 x 784 x 128 69-87 / 55-62,
+# 64 x 784 x 128 286-293 / 180-194, 16 x 128 x 64 6.8-7.6 / 4.4-5.3. (With AVX-512, 16 x 784 x 128
+# on two threads: 4 x 4 17-19 us, 4 x 2 21 us.)
+DOT_COLUMNS = 4 if WIDE_REGISTERS else 2
 
 
 # ---- the three products, four rows of C at a time ----------------------------------------------
@@ -58,7 +66,7 @@ def _dot(a, b):
 
 
 @njit(inline="always", **JIT)
-def _dot_tile(C, A, Bt, i, j):
+def _dot_tile_4x4(C, A, Bt, i, j):
     """C[i:i+4, j:j+4] = A[i:i+4, :] @ Bt[j:j+4, :].T
 
     C (M, N), A (M, K), Bt (N, K). The 4 x 4 tile is 16 running sums over k: each step loads 4
@@ -99,19 +107,50 @@ def _dot_tile(C, A, Bt, i, j):
     C[i + 3, j], C[i + 3, j + 1], C[i + 3, j + 2], C[i + 3, j + 3] = s30, s31, s32, s33
 
 
+@njit(inline="always", **JIT)
+def _dot_tile_4x2(C, A, Bt, i, j):
+    """C[i:i+4, j:j+2] = A[i:i+4, :] @ Bt[j:j+2, :].T: ``_dot_tile_4x4`` with two columns, for
+    AVX2's 16 vector registers. C (M, N), A (M, K), Bt (N, K)."""
+    K = A.shape[1]
+    a0, a1, a2, a3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+    b0, b1 = Bt[j], Bt[j + 1]
+    z = A.dtype.type(0)
+    s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = z
+    for k in range(K):
+        x0, x1 = b0[k], b1[k]
+        y0, y1, y2, y3 = a0[k], a1[k], a2[k], a3[k]
+        s00 += y0 * x0
+        s01 += y0 * x1
+        s10 += y1 * x0
+        s11 += y1 * x1
+        s20 += y2 * x0
+        s21 += y2 * x1
+        s30 += y3 * x0
+        s31 += y3 * x1
+    C[i, j], C[i, j + 1] = s00, s01
+    C[i + 1, j], C[i + 1, j + 1] = s10, s11
+    C[i + 2, j], C[i + 2, j + 1] = s20, s21
+    C[i + 3, j], C[i + 3, j + 1] = s30, s31
+
+
+# (Chosen here, in Python: numba compiles only the tile the target's registers fit.)
+_dot_tile = _dot_tile_4x4 if DOT_COLUMNS == 4 else _dot_tile_4x2
+
+
 @njit(**JIT)
 def _dot_columns(C, A, Bt, j0, j1):
-    """C[:, j0:j1] = A @ Bt[j0:j1, :].T, in 4 x 4 tiles (single dot products at the edges).
+    """C[:, j0:j1] = A @ Bt[j0:j1, :].T, in 4 x DOT_COLUMNS tiles (single dot products at the
+    edges).
 
     C (M, N), A (M, K), Bt (N, K): each output is the dot product of a row of A and a row of Bt.
     """
     M = C.shape[0]
     M4 = M - M % TILE
-    j4 = j1 - (j1 - j0) % TILE
+    j4 = j1 - (j1 - j0) % DOT_COLUMNS
     for i in range(0, M4, TILE):
-        for j in range(j0, j4, TILE):
+        for j in range(j0, j4, DOT_COLUMNS):
             _dot_tile(C, A, Bt, i, j)
-    for j in range(j4, j1):  # the last (j1 - j0) % 4 columns
+    for j in range(j4, j1):  # the last (j1 - j0) % DOT_COLUMNS columns
         for r in range(M4):
             C[r, j] = _dot(A[r], Bt[j])
     for r in range(M4, M):  # the last M % 4 rows
