@@ -28,7 +28,8 @@ rows of WT, and the weight gradient dWT = dout.T @ inp is a sum of outer product
 as long as the layer's input (784 for an image). Prediction has no backward pass; it reads the
 Model's own W and combines rows of W, which is the fastest form of the forward product, except for
 a narrow layer (fewer than ``NARROW`` outputs, such as the 10 classes of the output layer), whose
-short rows of W vectorise poorly: it takes dot products with a transposed copy of W.
+short rows of W vectorise poorly: it takes dot products with a transposed copy of W. (With AVX2,
+every layer does: see ``NARROW``.)
 
 Every loop that runs in parallel owns disjoint outputs (a block of units of ``out``, rows of ``dWT``
 or rows of ``dinp``) and sums its reductions in an order fixed by the code, so results are bit-identical on
@@ -384,8 +385,14 @@ def dense_backward(dinp, dWT, db, dout, inp, WT, inp_act, b, nb, state, sw, sb, 
 # than row combinations: a row of W this short fills less than one or two vector registers, and the
 # loop over it is mostly remainder. Measured, us per 512 rows (combinations / dot products), I = 64:
 # O = 1, 18 / 4.3; O = 10, 17 / 9.8; O = 24, 21 / 17; O = 32, 21.5 / 21.6; O = 64, 32 / 40.
-# (I = 128: the same crossing, at O = 32.)
-NARROW = 32
+# (I = 128: the same crossing, at O = 32.) That is with AVX-512. With AVX2, whose 16 registers do
+# not hold the 4 x 4 block of coefficients of a row combination beside its operands, the 4 x 2 dot
+# tile is faster for every layer of the seed network, so there every layer counts as narrow.
+# Measured on an AVX2 machine, two threads, us per 512 rows of 50 % zero inputs (combinations /
+# dot products): 784 -> 128, 976-1077 / 691-825; 128 -> 64, 83-108 / 76-99; 64 -> 10, 63-64 /
+# 14-15; and all 10,000 rows through 784 -> 128, 17.6-22.6 / 14.3-14.8 ms (136-140 GFLOP/s, the
+# machine's np.matmul peak).
+NARROW = 32 if WIDE_REGISTERS else 1 << 62
 
 
 @njit(**JIT)
