@@ -9,6 +9,7 @@ rounded once when stored. The matrix products, where the time goes, stay in the 
 
 import math
 
+import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
@@ -23,15 +24,27 @@ TANH = 3
 ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
 
 
+# 1.5 * 2 ** 52: adding it to a float64 holding an integer k, |k| < 2 ** 51, leaves k, in two's
+# complement, in the low bits of the sum (its exponent is fixed, its unit in the last place is 1).
+_SHIFTER = 6755399441055744.0
+_SHIFTER_BITS = 0x4338000000000000  # the bits of _SHIFTER
+
+
 @intrinsic
 def _pow2(typingctx, k):
-    """2.0 ** k for an int64 k in [-1022, 1023], made from its bits: the biased exponent k + 1023
-    shifted into place, with a zero mantissa."""
+    """2.0 ** k for a float64 k holding an integer in [-1022, 1023], made from bits: k's integer
+    read off k + _SHIFTER, biased by 1023 and shifted into the exponent field, with a zero mantissa.
+    Only float additions, 64-bit integer subtraction and left shift, and bit casts: all of them
+    have vector forms in AVX2, where a conversion between float64 and int64 has none (it needs
+    AVX-512), so a loop of exponentials stays vectorised there."""
     def codegen(context, builder, signature, args):
-        biased = builder.add(args[0], context.get_constant(types.int64, 1023))
+        i64 = context.get_value_type(types.int64)
+        shifted = builder.fadd(args[0], context.get_constant(types.float64, _SHIFTER))
+        biased = builder.sub(builder.bitcast(shifted, i64),
+                             context.get_constant(types.int64, _SHIFTER_BITS - 1023))
         bits = builder.shl(biased, context.get_constant(types.int64, 52))
         return builder.bitcast(bits, context.get_value_type(types.float64))
-    return types.float64(types.int64), codegen
+    return types.float64(types.float64), codegen
 
 
 LOG2E = 1.4426950408889634  # 1 / ln 2
@@ -55,7 +68,10 @@ def exp(x):
     built from its bits, so that k may run past the exponent range without wrapping around.
     """
     xc = min(max(x, -1500.0), 1500.0)  # beyond +-1500 the result is inf or 0 anyway
-    k = math.floor(xc * LOG2E + 0.5)
+    # (np.floor, not math.floor: numba's math.floor returns an int64, and converting it back to a
+    # float made the AVX2 loop scalar: 3.6 instead of 2.6 ns per sigmoid in a loop of 16, the
+    # same bits)
+    k = np.floor(xc * LOG2E + 0.5)
     r = (xc - k * LN2_HI) - k * LN2_LO
     # e ** r = 1 + (r + r^2 q(r)), q(r) = sum of r ** (i - 2) / i! for 2 <= i <= 13. q is summed in
     # Estrin's scheme (pairs c_i + c_{i+1} r, then pairs of pairs in r^2, and so on) so that the
@@ -68,10 +84,9 @@ def exp(x):
          + (r4 * r4) * ((1.0 / 3628800.0 + r * (1.0 / 39916800.0))
                         + r2 * (1.0 / 479001600.0 + r * (1.0 / 6227020800.0))))
     p = 1.0 + (r + r2 * q)
-    ki = int(k)
-    k1 = ki >> 1
-    k2 = ki - k1
-    return p * _pow2(min(max(k1, -1022), 1023)) * _pow2(min(max(k2, -1022), 1023))
+    k1 = np.floor(k * 0.5)
+    k2 = k - k1
+    return p * _pow2(min(max(k1, -1022.0), 1023.0)) * _pow2(min(max(k2, -1022.0), 1023.0))
 
 
 @njit(inline="always", **JIT)
