@@ -6,12 +6,13 @@ threaded code too), both dtypes and every activation. The engine-level tests (te
 test_engines, test_torch) check the same kernels again inside whole networks.
 """
 
+import numba
 import numpy as np
 import pytest
 from numba import njit
 
 from fastmlp import reference
-from fastmlp.kernels import dense, network
+from fastmlp.kernels import config, dense, network
 from fastmlp.kernels.activations import ACTIVATIONS, exp
 from fastmlp.kernels.config import JIT
 from fastmlp.kernels.optim import ADAM, ADAMW, SGD
@@ -69,6 +70,17 @@ def test_forward_and_infer_match_numpy(B, I, O, dtype, act):
             out = np.full((B, O), np.nan, dtype)
             kernel(out, inp, W, wt, b, ACTIVATIONS[act])
             _check(out, expected, dtype)
+
+
+def test_the_register_width_is_numbas_target(monkeypatch):
+    """The tile follows the features numba compiles for: NUMBA_CPU_FEATURES when set, else the
+    host's as numba reads them."""
+    from numba.core.codegen import get_host_cpu_features
+    assert config.WIDE_REGISTERS == ("+avx512f" in get_host_cpu_features().split(","))
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx,+avx2,+fma,-avx512f")
+    assert not config._compiles_for_avx512()
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx,+avx2,+fma,+avx512f,+avx512dq")
+    assert config._compiles_for_avx512()
 
 
 def _tiles_of(tile, rows, cols):
