@@ -26,7 +26,6 @@ PARALLEL_MIN_WORK = 1 << 18
 JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
 
 
-
 def _compiles_for_avx512() -> bool:
     """Whether numba compiles for a CPU with AVX-512 (32 vector registers of 16 floats) rather than
     AVX2 (16 registers of 8): the features numba's own compiler targets, NUMBA_CPU_FEATURES if set.

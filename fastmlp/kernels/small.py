@@ -128,9 +128,9 @@ def _dot_samples(x, e):
     With AVX-512, one loop, as LLVM vectorises it. With AVX2, four running sums, one per sample of
     each group of four, written out: there LLVM vectorised and unrolled the plain loop so that its
     main body needed more samples than a small batch has, and ran its scalar remainder instead
-    (the XOR network with AVX2, ns per step: 382 with the loop, 322 with the four sums, in one
-    process, alternating; with AVX-512, blocks of four samples had measured 250-251 ns per step
-    against the loop's 190)."""
+    (the XOR network with AVX2, ns per step: through fit, 468-502 with the loop, 346-374 with the
+    four sums; the two kernels alternating in one process, 382 and 322. With AVX-512, blocks of
+    four samples had measured 250-251 ns per step against the loop's 190.)"""
     if WIDE_REGISTERS:
         s = 0.0
         for n in range(x.shape[0]):
