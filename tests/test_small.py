@@ -118,3 +118,27 @@ def test_fit_on_the_small_path_matches_the_numpy_engine(output, loss, batch):
     X_new = rng.standard_normal((11, 2))
     assert small.use_small(fast._layout, 11)  # predict_proba's batch: all 11 rows, padded to 12
     np.testing.assert_allclose(fast.predict_proba(X_new), ref.predict_proba(X_new), rtol=1e-12, atol=1e-15)
+
+
+
+def _called(form):
+    from numba import njit
+    from fastmlp.kernels.config import JIT
+
+    @njit(**JIT)
+    def call(x, e):
+        return form(x, e)
+    return call
+
+
+def test_both_forms_of_the_sample_sums_match_numpy():
+    """small._dot_samples is one of two forms, by the machine's vector registers; both are checked
+    here, whatever machine runs the tests."""
+    from fastmlp.kernels.config import WIDE_REGISTERS
+    rng = np.random.default_rng(5)
+    for form in (small._dot_samples_loop, small._dot_samples_4):
+        call = _called(form)
+        for R in (4, 8, 20):
+            x, e = rng.standard_normal(R), rng.standard_normal(R)
+            np.testing.assert_allclose(call(x, e), np.dot(x, e), rtol=1e-13, atol=1e-15)
+    assert small._dot_samples is (small._dot_samples_loop if WIDE_REGISTERS else small._dot_samples_4)

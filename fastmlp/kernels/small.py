@@ -123,19 +123,18 @@ def _combine4(y, n, init, params, c, stride, rows):
 
 
 @njit(inline="always", **JIT)
-def _dot_samples(x, e):
-    """x (R,) . e (R,), R a multiple of 4: a weight's gradient, summed over the batch's samples.
-    With AVX-512, one loop, as LLVM vectorises it. With AVX2, four running sums, one per sample of
-    each group of four, written out: there LLVM vectorised and unrolled the plain loop so that its
-    main body needed more samples than a small batch has, and ran its scalar remainder instead
-    (the XOR network with AVX2, ns per step: through fit, 468-502 with the loop, 346-374 with the
-    four sums; the two kernels alternating in one process, 382 and 322. With AVX-512, blocks of
-    four samples had measured 250-251 ns per step against the loop's 190.)"""
-    if WIDE_REGISTERS:
-        s = 0.0
-        for n in range(x.shape[0]):
-            s += x[n] * e[n]
-        return s
+def _dot_samples_loop(x, e):
+    """x (R,) . e (R,): a weight's gradient, summed over the batch's samples, as one loop."""
+    s = 0.0
+    for n in range(x.shape[0]):
+        s += x[n] * e[n]
+    return s
+
+
+@njit(inline="always", **JIT)
+def _dot_samples_4(x, e):
+    """``_dot_samples_loop`` for R a multiple of 4, as four running sums, one per sample of each
+    group of four, written out."""
     s0 = s1 = s2 = s3 = 0.0
     for n in range(0, x.shape[0], 4):
         s0 += x[n] * e[n]
@@ -143,6 +142,15 @@ def _dot_samples(x, e):
         s2 += x[n + 2] * e[n + 2]
         s3 += x[n + 3] * e[n + 3]
     return (s0 + s1) + (s2 + s3)
+
+
+# With AVX-512 the loop, as LLVM vectorises it; with AVX2 the four sums: there LLVM vectorised and
+# unrolled the loop so that its main body needed more samples than a small batch has, and ran its
+# scalar remainder instead (the XOR network with AVX2, ns per step: through fit, 468-502 with the
+# loop, 346-374 with the four sums; the two kernels alternating in one process, 382 and 322. With
+# AVX-512, blocks of four samples had measured 250-251 ns per step against the loop's 190.) Chosen
+# here, in Python, as dense._dot_tile is.
+_dot_samples = _dot_samples_loop if WIDE_REGISTERS else _dot_samples_4
 
 
 @njit(inline="always", **JIT)
