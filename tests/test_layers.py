@@ -303,7 +303,7 @@ def _hidden_activations(model, X, training, seed=0, step=0):
     weights = params[:0] if training else model._params  # (empty: read WT from params)
     if not training:  # as predict_blocked: biases and the narrow layers' WT from a copy
         params = np.empty_like(model._params)
-        network.for_prediction(params, model._params, model._layout)
+        network.for_prediction(params, model._params, model._layout, bmax)
     network.forward_layers(params, weights, ws, model._layout, bmax, bmax, model._rates,
                            model._running, training, seed, step, np.ascontiguousarray(X))
     width = model.layers[1]

@@ -29,7 +29,7 @@ as long as the layer's input (784 for an image). Prediction has no backward pass
 Model's own W and combines rows of W, which is the fastest form of the forward product, except for
 a narrow layer (fewer than ``NARROW`` outputs, such as the 10 classes of the output layer), whose
 short rows of W vectorise poorly: it takes dot products with a transposed copy of W. (With AVX2,
-every layer does: see ``NARROW``.)
+every layer does, in calls of enough rows: see ``DOT_ROWS``.)
 
 Every loop that runs in parallel owns disjoint outputs (a block of units of ``out``, rows of ``dWT``
 or rows of ``dinp``) and sums its reductions in an order fixed by the code, so results are bit-identical on
@@ -385,20 +385,33 @@ def dense_backward(dinp, dWT, db, dout, inp, WT, inp_act, b, nb, state, sw, sb, 
 # than row combinations: a row of W this short fills less than one or two vector registers, and the
 # loop over it is mostly remainder. Measured, us per 512 rows (combinations / dot products), I = 64:
 # O = 1, 18 / 4.3; O = 10, 17 / 9.8; O = 24, 21 / 17; O = 32, 21.5 / 21.6; O = 64, 32 / 40.
-# (I = 128: the same crossing, at O = 32.) That is with AVX-512. With AVX2, whose 16 registers do
-# not hold the 4 x 4 block of coefficients of a row combination beside its operands, the 4 x 2 dot
-# tile is faster for every layer of the seed network, so there every layer counts as narrow.
-# Measured on an AVX2 machine, two threads, us per 512 rows of 50 % zero inputs (combinations /
-# dot products): 784 -> 128, 976-1077 / 691-825; 128 -> 64, 83-108 / 76-99; 64 -> 10, 63-64 /
-# 14-15; and all 10,000 rows through 784 -> 128, 17.6-22.6 / 14.3-14.8 ms (136-140 GFLOP/s, the
-# machine's np.matmul peak).
-NARROW = 32 if WIDE_REGISTERS else 1 << 62
+# (I = 128: the same crossing, at O = 32.)
+NARROW = 32
+
+# With AVX2, whose 16 registers do not hold the 4 x 4 block of coefficients of a row combination
+# beside its operands, the 4 x 2 dot tile is faster for every layer of the seed network. Measured on
+# an AVX2 machine, two threads, us per 512 rows of 50 % zero inputs (combinations / dot products):
+# 784 -> 128, 976-1077 / 691-825; 128 -> 64, 83-108 / 76-99; 64 -> 10, 63-64 / 14-15; all 10,000
+# rows through 784 -> 128, 17.6-22.6 / 14.3-14.8 ms (136-140 GFLOP/s, the machine's np.matmul peak).
+# But the dot products need W transposed, copied per predict_proba call (``network.for_prediction``),
+# which costs ~60 us for the seed network: so there every layer takes dot products only when
+# prediction's chunks have at least DOT_ROWS rows. (predict_proba, us, every layer by dot products
+# / only the narrow one: 1 row 85 / 24, 16 rows 134 / 56, 128 rows 381 / 372; 10,000 rows 25.0 /
+# 32.4 ms.) With AVX-512, never.
+DOT_ROWS = 1 << 62 if WIDE_REGISTERS else 256
+
+
+@njit(inline="always", **JIT)
+def infers_by_dots(fan_out, rows):
+    """Whether prediction computes a layer with ``fan_out`` outputs, in chunks of ``rows`` rows, as
+    dot products with its transposed weights WT, rather than as row combinations of W."""
+    return fan_out < NARROW or rows >= DOT_ROWS
 
 
 @njit(**JIT)
 def dense_infer(out, inp, W, WT, b, act):
     """out (B, O) <- f(inp (B, I) @ W (I, O) + b (O,)): the forward pass on the Model's layout.
-    WT: W transposed (O, I) for a layer with fewer than NARROW outputs, else empty (0, I)."""
+    WT: W transposed (O, I) where ``infers_by_dots``, else empty (0, I)."""
     B, I = inp.shape
     if B * I * out.shape[1] >= PARALLEL_MIN_WORK:
         _infer_mt(out, inp, W, WT, b, act)

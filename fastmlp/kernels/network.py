@@ -29,15 +29,16 @@ Training works on the transposed layout: ``train_blocked`` copies params into ``
 weight matrix transposed to (fan_out, fan_in) (``to_transposed``), trains there, and copies back
 once at the end, so no step pays for a transpose (see ``dense.py`` for why this layout suits all
 three products). Gradients and optimizer state use the same layout while training. Prediction reads
-params as they are, but for the narrow layers (``dense.NARROW``), whose transposed weights it copies
-into ``work``.
+params as they are, but for the layers it computes as dot products (``dense.infers_by_dots``: the
+narrow ones, and with AVX2 every one in large calls), whose transposed weights it copies into
+``work``.
 """
 
 from numba import njit, prange
 
 from .activations import IDENTITY
 from .config import ACT, B_OFF, BN_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, PARALLEL_MIN_WORK, RUN_OFF, W_OFF, jit_pair
-from .dense import NARROW, dense_backward, dense_forward, dense_infer, transpose
+from .dense import dense_backward, dense_forward, dense_infer, infers_by_dots, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import update_rows
 from .output import output_forward, output_loss_backward
@@ -247,17 +248,18 @@ def gather_rows(dst, src, idx):
 
 
 @njit(**JIT)
-def _dense(out, inp, params, weights, layout, l, act):
+def _dense(out, inp, params, weights, layout, l, act, bmax):
     """out = act(inp @ W_l + b_l), b_l from params. The weights come from ``weights`` in the Model's
     layout (I, O), or, when ``weights`` is empty, from params in the transposed layout (O, I); a
-    narrow layer reads both (params as ``for_prediction`` or ``to_transposed`` leaves them)."""
+    layer computed by dot products (``dense.infers_by_dots`` for chunks of bmax rows) reads both
+    (params as ``for_prediction`` or ``to_transposed`` leaves them)."""
     if weights.shape[0] == 0:
         WT, b = _weights_t(params, layout, l)
         dense_forward(out, inp, WT, b, act)
-    else:  # a narrow layer also reads WT from params, for its dot products (see dense.NARROW)
+    else:
         W, _ = _weights(weights, layout, l)
         WT, b = _weights_t(params, layout, l)
-        dense_infer(out, inp, W, WT if layout[l, FAN_OUT] < NARROW else WT[:0], b, act)
+        dense_infer(out, inp, W, WT if infers_by_dots(layout[l, FAN_OUT], bmax) else WT[:0], b, act)
 
 
 @njit(**JIT)
@@ -272,7 +274,7 @@ def layer_forward(params, weights, ws, layout, bmax, rows, l, inp, rates, runnin
     # with a variable activation: numba compiles a separate copy of a function, and of everything
     # it calls, for each constant argument it is called with.)
     y = _aux(ws, layout, bmax, l, 0, rows) if extras else out
-    _dense(y, inp, params, weights, layout, l, IDENTITY if extras else layout[l, ACT])
+    _dense(y, inp, params, weights, layout, l, IDENTITY if extras else layout[l, ACT], bmax)
     if not extras:
         return
     if flags & BATCHNORM:
@@ -434,13 +436,13 @@ def predict_batches(out, params, ws, X, layout, out_code, bmax, rates, running):
 
 
 @njit(**JIT)
-def for_prediction(dst, params, layout):
-    """dst <- what ``forward_layers`` reads from its ``params`` when its ``weights`` are params: the
-    biases and batch-norm parameters, and the weights of each narrow layer (fewer than
-    ``dense.NARROW`` outputs) transposed, in their place in the transposed layout. The other layers'
-    places are left as they were: their weights are read from params."""
+def for_prediction(dst, params, layout, bmax):
+    """dst <- what ``forward_layers`` reads from its ``params`` when its ``weights`` are params, in
+    chunks of bmax rows: the biases and batch-norm parameters, and the weights of each layer that it
+    computes as dot products (``dense.infers_by_dots``) transposed, in their place in the transposed
+    layout. The other layers' places are left as they were: their weights are read from params."""
     for l in range(layout.shape[0]):
-        if layout[l, FAN_OUT] < NARROW:
+        if infers_by_dots(layout[l, FAN_OUT], bmax):
             W, _ = _weights(params, layout, l)
             WT, _ = _weights_t(dst, layout, l)
             transpose(WT, W)
@@ -453,7 +455,7 @@ def predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running):
     """``predict_batches`` through the layer kernels: any network, any size."""
     N = X.shape[0]
     work = _work(ws, layout, bmax)
-    for_prediction(work, params, layout)
+    for_prediction(work, params, layout, bmax)
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)
         # bool() and int() make plain values of the constants, so that this call has the types of
