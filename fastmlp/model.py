@@ -263,7 +263,7 @@ class _Run:
         if n_batches > 1:
             step_lrs = np.repeat(step_lrs, n_batches)
         losses = np.zeros(group * n_batches, np.float64)
-        sizes = np.tile(np.diff(self.epoch_bounds), group)
+        sizes = np.diff(self.epoch_bounds)  # of an epoch's batches
         chunk = max(1, n_batches // 50) if (progress or interrupt) else group * n_batches
         for t0 in range(skip, group * n_batches, chunk):
             t1 = min(t0 + chunk, group * n_batches)
@@ -278,7 +278,7 @@ class _Run:
             return losses  # batch's loss is its epoch's, and no such epoch is resumed part-way
         # Each epoch's loss x size, summed in batch order (after a resumed epoch's partial sum), so
         # that a resumed epoch reports exactly the loss of the uninterrupted one.
-        weighted = (losses * sizes).reshape(group, n_batches)
+        weighted = losses.reshape(group, n_batches) * sizes
         weighted[0, :skip] = 0.0
         weighted[0, 0] += partial
         return np.cumsum(weighted, axis=1)[:, -1] / n
@@ -734,7 +734,8 @@ class Model:
             skip, partial = 0, 0.0
             history.loss.extend(losses.tolist())
             lrs = np.asarray(lrs, np.float64)
-            if lrs[0] == lrs[-1] and (lrs == lrs[0]).all():  # a constant rate: one float, repeated
+            if schedule == "constant" or (lrs[0] == lrs[-1] and (lrs == lrs[0]).all()):
+                # a constant rate: one float, repeated
                 history.lr.extend([float(lrs[0])] * len(lrs))  # (10x faster than tolist)
             else:
                 history.lr.extend(lrs.tolist())

@@ -9,6 +9,7 @@ import pytest
 from torch import nn
 
 from fastmlp import FastMLPError, Model, TrainingDiverged
+from fastmlp import validation
 from fastmlp.validation import all_finite
 
 # ---- save / load ----------------------------------------------------------------------------------
@@ -249,6 +250,12 @@ def test_all_finite_agrees_with_numpy_isfinite(dtype):
         cases.append(both)
     for arr in cases:
         assert all_finite(arr) == bool(np.isfinite(arr).all()), arr
+        # The same values at the end of an array large enough for the sum's shortcut (smaller
+        # ones take np.isfinite directly).
+        large = np.zeros((validation.COMPILED_CHECK_MIN // arr.shape[1] + 1, arr.shape[1]), dtype)
+        large[-arr.shape[0]:] = arr
+        assert large.size >= validation.COMPILED_CHECK_MIN
+        assert all_finite(large) == bool(np.isfinite(large).all()), arr
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -257,7 +264,6 @@ def test_compiled_finiteness_check_finds_every_nan_and_inf(dtype, rows, cols):
     """Arrays past COMPILED_CHECK_MIN take the compiled check (row blocks across threads): one
     NaN or inf anywhere (first element, last element, a block's first or last row, at random) is
     found; the largest finite values, whose sum overflows, pass."""
-    from fastmlp import validation
     assert rows * cols >= validation.COMPILED_CHECK_MIN
     rng = np.random.default_rng(rows)
     block = -(-rows // validation.CHECK_BLOCKS)
