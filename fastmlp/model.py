@@ -635,8 +635,8 @@ class Model:
 
     # ---- data ---------------------------------------------------------------------------------
 
-    def _check_X(self, X):
-        return check_X(X, self.layers[0], self.dtype, compiled=self.engine == "numba")
+    def _check_X(self, X, finite=True):
+        return check_X(X, self.layers[0], self.dtype, compiled=self.engine == "numba", finite=finite)
 
     def _check_y(self, y, n):
         """(y_int, y_float): the targets the loss uses, and an empty stand-in for the other."""
@@ -922,12 +922,16 @@ class Model:
     def predict_proba(self, X) -> np.ndarray:
         """The network's outputs for X (n, n_inputs): class probabilities for softmax and sigmoid
         outputs, raw values for identity. Shape (n, n_outputs), the model's dtype."""
-        X = self._check_X(X)
+        # NaN and inf are looked for by the engine, chunk by chunk, just before the network reads
+        # each chunk: X is read from memory once, not once more for a check of its own (measured
+        # on 10,000 images in the benchmark's turns, best of 9-15: 13.1-15.5 ms against 15.6-18.4).
+        X = self._check_X(X, finite=False)
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         bmax = min(PREDICT_ROWS, X.shape[0])
-        ENGINES[self.engine].predict_batches(out, self._params, self._workspace(bmax), X,
-                                             self._layout, OUTPUTS[self.output], bmax, self._rates,
-                                             self._running)
+        if not ENGINES[self.engine].predict_batches(out, self._params, self._workspace(bmax), X,
+                                                    self._layout, OUTPUTS[self.output], bmax,
+                                                    self._rates, self._running):
+            self._check_X(X)  # raises, naming the first NaN or inf
         return out
 
     def predict(self, X) -> np.ndarray:

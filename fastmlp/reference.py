@@ -16,6 +16,7 @@ from .kernels.optim import ADAMW, SGD
 from .kernels.output import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
 from .kernels.output import SIGMOID as OUT_SIGMOID
 from .kernels.output import SOFTMAX
+from .validation import all_finite
 
 
 def _activate(z, code):
@@ -198,7 +199,11 @@ def train_batches(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
 
 
 def predict_batches(out, params, ws, X, layout, out_code, bmax, rates, running):
-    """out (N, K) <- the network's outputs for X; the arguments are those of the kernel."""
+    """out (N, K) <- the network's outputs for X; the arguments and the result (False: X holds a
+    NaN or an infinity) are those of the kernel."""
+    if not all_finite(X):
+        return False
     for lo in range(0, X.shape[0], bmax):
         acts, _ = _forward(params, X[lo:lo + bmax], layout, rates, running, False)
         out[lo:lo + bmax] = _output(acts[-1], out_code)
+    return True

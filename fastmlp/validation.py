@@ -116,9 +116,11 @@ def validate_params(constraints: dict, values: dict) -> None:
         constraint.check(name, values[name])
 
 
-def check_X(X, n_features: int, dtype: np.dtype, name: str = "X", compiled: bool = False) -> np.ndarray:
+def check_X(X, n_features: int, dtype: np.dtype, name: str = "X", compiled: bool = False,
+            finite: bool = True) -> np.ndarray:
     """A finite 2-D array of shape (n >= 1, n_features), returned C-contiguous in ``dtype``.
-    ``compiled``: check finiteness with the compiled loop (see ``all_finite``).
+    ``compiled``: check finiteness with the compiled loop (see ``all_finite``); ``finite=False``:
+    leave finiteness to the caller (prediction checks it on its way through X).
 
     The caller's array is never modified; a copy is made only when its dtype or layout differ.
     """
@@ -138,7 +140,7 @@ def check_X(X, n_features: int, dtype: np.dtype, name: str = "X", compiled: bool
         raise FastMLPError(f"{name} has {arr.shape[1]} features per sample, but the model's input "
                            f"layer has {n_features}")
     out = np.ascontiguousarray(arr, dtype=dtype)
-    if not all_finite(out, compiled):
+    if finite and not all_finite(out, compiled):
         bad = np.argwhere(~np.isfinite(out))[0]
         kind = "NaN" if np.isnan(out[tuple(bad)]) else "inf"
         raise FastMLPError(f"{name} contains {kind} (first at row {bad[0]}, column {bad[1]}): "

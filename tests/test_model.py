@@ -9,6 +9,7 @@ import pytest
 from torch import nn
 
 from fastmlp import FastMLPError, Model, TrainingDiverged
+from fastmlp.model import PREDICT_ROWS
 from fastmlp import validation
 from fastmlp.validation import all_finite
 
@@ -288,8 +289,34 @@ def test_only_the_numba_engine_checks_with_the_compiled_loop(monkeypatch, engine
     real = checks.nonfinite_blocks
     monkeypatch.setattr(checks, "nonfinite_blocks", lambda *a: seen.append(1) or real(*a))
     X = np.random.default_rng(0).standard_normal((200, 784)).astype(np.float32)
-    Model([784, 3], engine=engine).predict_proba(X)
+    Model([784, 3], engine=engine).fit(X, np.arange(200) % 3, batch_size=64)
     assert len(seen) == calls
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+@pytest.mark.parametrize("layers,rows,small", [
+    ([784, 32, 10], 2 * PREDICT_ROWS + 3, False),  # two chunks on every thread, one of 3 rows on one
+    ([2, 4, 1], 150, True),  # the small path
+])
+def test_predict_finds_every_nan_and_inf(engine, layers, rows, small):
+    """Prediction looks for NaN and inf chunk by chunk, as the network reads X: one anywhere, in any
+    chunk, is reported with its place, whatever came before it, and no output is returned."""
+    from fastmlp.kernels.small import use_small
+    model = Model(layers, output="softmax" if layers[-1] > 1 else "sigmoid",
+                  loss=None if layers[-1] > 1 else "mse", dtype=np.float32, seed=0, engine=engine)
+    assert use_small(model._layout, min(PREDICT_ROWS, rows)) == small
+    cols = layers[0]
+    clean = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
+    expected = model.predict_proba(clean)
+    assert np.isfinite(expected).all()
+    places = [(0, 0), (rows - 1, cols - 1), (rows // 2, cols // 2)]
+    if not small:
+        places += [(PREDICT_ROWS - 1, cols - 1), (PREDICT_ROWS, 0), (2 * PREDICT_ROWS, 3)]
+    for value, kind in ((np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "inf")):
+        for r, c in places:
+            with pytest.raises(ValueError, match=f"X contains {kind} \\(first at row {r}, column {c}\\)"):
+                model.predict_proba(_with(clean, (r, c), value))
+    assert np.array_equal(model.predict_proba(clean), expected)  # (the model is untouched)
 
 
 def test_label_error_shows_the_label_as_a_plain_number(clf):

@@ -37,6 +37,7 @@ narrow ones, and with AVX2 every one in large calls), whose transposed weights i
 from numba import njit, prange
 
 from .activations import IDENTITY
+from .checks import rows_finite
 from .config import ACT, B_OFF, BN_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, PARALLEL_MIN_WORK, RUN_OFF, W_OFF, jit_pair
 from .dense import dense_backward, dense_forward, dense_infer, infers_by_dots, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
@@ -428,11 +429,12 @@ def train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
 
 
 def predict_batches(out, params, ws, X, layout, out_code, bmax, rates, running):
-    """out (N, K) <- the network's outputs for X (N, I0), bmax rows at a time."""
+    """out (N, K) <- the network's outputs for X (N, I0), bmax rows at a time. Returns False, with
+    out incomplete, if X holds a NaN or an infinity: each chunk of rows is checked just before the
+    network reads it (``checks.rows_finite``), rather than all of X in a pass of its own."""
     if use_small(layout, bmax):
-        predict_small(out, params, ws, X, layout, out_code, bmax)
-    else:
-        predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running)
+        return predict_small(out, params, ws, X, layout, out_code, bmax)
+    return predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running)
 
 
 @njit(**JIT)
@@ -458,6 +460,9 @@ def predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running):
     for_prediction(work, params, layout, bmax)
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)
+        # (threaded when the first layer's product over these rows is: see dense.dense_infer)
+        if not rows_finite(X[lo:hi], (hi - lo) * layout[0, FAN_IN] * layout[0, FAN_OUT] >= PARALLEL_MIN_WORK):
+            return False
         # bool() and int() make plain values of the constants, so that this call has the types of
         # train_blocked's and the forward pass is compiled once for both: numba compiles a separate
         # copy of a function for each constant argument (measured: ~24 s more on a cold start).
@@ -465,3 +470,4 @@ def predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running):
                            int(0), int(0), X[lo:hi])
         output_forward(z, out_code)
         out[lo:hi] = z
+    return True

@@ -34,6 +34,7 @@ from numba import njit
 
 from .activations import SIGMOID
 from .activations import activate_range, activation_grad_range
+from .checks import nonfinite_in
 from .config import ACT, B_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, W_OFF, WIDE_REGISTERS
 from .optim import update_rows_inline
 from .output import MSE, SOFTMAX, batch_weight, loss_row, output_row
@@ -269,7 +270,8 @@ def train_small(batch_losses, params, grads, ws, X, y_int, y_float, weights, ord
 @njit(**dict(JIT, _nrt=False))
 def predict_small(out, params, ws, X, layout, out_code, bmax):
     """``network.predict_batches`` for a network that ``use_small`` accepts: out (N, K) <- the
-    outputs for X (N, I0), bmax rows at a time."""
+    outputs for X (N, I0), bmax rows at a time; False, with out incomplete, if X holds a NaN or an
+    infinity."""
     N, K = X.shape[0], out.shape[1]
     R = padded_rows(bmax)
     z, _, _, total_rows = _regions(layout)
@@ -277,9 +279,12 @@ def predict_small(out, params, ws, X, layout, out_code, bmax):
     zs = ws[z * R:(z + K) * R]
     for lo in range(0, N, bmax):
         rows = min(bmax, N - lo)
+        if nonfinite_in(X, lo, lo + rows):
+            return False
         _gather(g, X, layout[0, :0], lo, rows)  # (no index array: rows lo, lo + 1, ...)
         _forward(g, ws, params, layout)
         for n in range(rows):
             output_row(zs, n, K, out_code, R)
             for j in range(K):
                 out[lo + n, j] = zs[j * R + n]
+    return True
