@@ -77,6 +77,21 @@ def test_small_path_matches_blocked_kernels(output, loss, activation, bias):
                 assert not a[1][model._n_trainable:].any()
 
 
+@pytest.mark.parametrize("layers", [[2, 3, 1], [3, 5, 3], [4, 3, 5, 1]])
+@pytest.mark.parametrize("batch", [3, 4, 12])
+def test_small_path_with_regions_of_4_mod_8_elements(layers, batch):
+    """Regions of 4 (mod 8) elements: each activation's loop runs over 4 more elements, in the region
+    that follows (``small._vector_span``), which must come out exactly as the layer kernels' own."""
+    rng = np.random.default_rng(3)
+    model = Model(layers, activation="sigmoid", output="sigmoid", loss="mse", dtype=np.float64, seed=5)
+    assert small.use_small(model._layout, batch)
+    X, y = rng.standard_normal((30, layers[0])), make_targets(rng, "mse", 30, layers[-1])
+    a = _run("small", model, X, y, batch, 20, OPTIMIZER_CASES[0], np.zeros(0))
+    b = _run("blocked", model, X, y, batch, 20, OPTIMIZER_CASES[0], np.zeros(0))
+    for name, u, v in zip(("losses", "params", "grads", "state"), a, b):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
 @pytest.mark.parametrize("opt_case", OPTIMIZER_CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_small_path_optimizers_and_dtypes(opt_case, dtype):
