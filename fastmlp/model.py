@@ -932,6 +932,7 @@ class Model:
                                                     self._layout, OUTPUTS[self.output], bmax,
                                                     self._rates, self._running):
             self._check_X(X)  # raises, naming the first NaN or inf
+            raise RuntimeError("the engine stopped at a NaN or inf in X that the input check did not find")
         return out
 
     def predict(self, X) -> np.ndarray:
