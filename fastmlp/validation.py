@@ -103,7 +103,7 @@ def all_finite(arr: np.ndarray, compiled: bool = False) -> bool:
             and arr.dtype in (np.float32, np.float64):
         from .kernels.checks import nonfinite_blocks
         flags = np.zeros(min(CHECK_BLOCKS, arr.shape[0]), np.int8)
-        nonfinite_blocks(flags, arr, np.finfo(arr.dtype).max)
+        nonfinite_blocks(flags, arr)
         return not flags.any()
     with np.errstate(over="ignore", invalid="ignore"):
         total = np.add.reduce(arr, axis=None)

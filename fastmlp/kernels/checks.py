@@ -14,37 +14,32 @@ from numba import njit, prange
 from .config import JIT, jit_pair
 
 
-@njit(parallel=True, **JIT)
-def nonfinite_blocks(flags, X, top):
-    """flags[c] <- 1 if block c of X's rows holds a NaN or an infinity, else 0.
-
-    flags (C,) int8, X (N, F) float, C-contiguous, top = the largest finite value of X's dtype.
-    Block c is rows [c * S, min(N, (c + 1) * S)) with S = ceil(N / C); each thread writes only its
-    own blocks' flags. The test is a comparison, |x| <= top, which is false for +-inf and for NaN
-    (every comparison with NaN is false), rather than arithmetic such as x - x, which fast-math
-    reassociation may rewrite (summed over a block, into a sum minus itself, which overflows).
-    """
-    N, C = X.shape[0], flags.shape[0]
-    S = (N + C - 1) // C
-    for c in prange(C):
-        bad = 0
-        for i in range(c * S, min(N, (c + 1) * S)):
-            row = X[i]
-            for k in range(row.shape[0]):
-                bad |= not (abs(row[k]) <= top)
-        flags[c] = bad
-
-
 @njit(inline="always", **JIT)
 def nonfinite_in(X, lo, hi):
-    """1 if rows lo:hi of X (N, F) hold a NaN or an infinity, else 0. The test, |x| < inf, is false
-    for +-inf and for NaN."""
+    """1 if rows lo:hi of X (N, F) hold a NaN or an infinity, else 0.
+
+    The test is a comparison, |x| < inf, which is false for +-inf and for NaN (every comparison with
+    NaN is false), rather than arithmetic such as x - x, which fast-math reassociation may rewrite
+    (summed over a block, into a sum minus itself, which overflows)."""
     bad = 0
     for i in range(lo, hi):
         row = X[i]
         for k in range(row.shape[0]):
             bad |= not (abs(row[k]) < math.inf)
     return bad
+
+
+@njit(parallel=True, **JIT)
+def nonfinite_blocks(flags, X):
+    """flags[c] <- 1 if block c of X's rows holds a NaN or an infinity, else 0.
+
+    flags (C,) int8, X (N, F) float, C-contiguous. Block c is rows [c * S, min(N, (c + 1) * S))
+    with S = ceil(N / C); each thread writes only its own blocks' flags.
+    """
+    N, C = X.shape[0], flags.shape[0]
+    S = (N + C - 1) // C
+    for c in prange(C):
+        flags[c] = nonfinite_in(X, c * S, min(N, (c + 1) * S))
 
 
 def _nonfinite_tiles(X):

@@ -332,11 +332,18 @@ def transpose(dst, src):
 # ---- the layer -----------------------------------------------------------------------------------
 
 
+@njit(inline="always", **JIT)
+def threaded(rows, fan_in, fan_out):
+    """Whether a layer's product over ``rows`` rows runs on every thread: from PARALLEL_MIN_WORK
+    multiply-adds (see ``jit_pair``)."""
+    return rows * fan_in * fan_out >= PARALLEL_MIN_WORK
+
+
 @njit(**JIT)
 def dense_forward(out, inp, WT, b, act):
     """out (B, O) <- f(inp (B, I) @ WT (O, I).T + b (O,)), f given by the activation code ``act``."""
     B, I = inp.shape
-    if B * I * out.shape[1] >= PARALLEL_MIN_WORK:
+    if threaded(B, I, out.shape[1]):
         _forward_mt(out, inp, WT, b, act)
     else:
         _forward_1t(out, inp, WT, b, act)
@@ -369,7 +376,7 @@ def dense_backward(dinp, dWT, db, dout, inp, WT, inp_act, b, nb, state, sw, sb, 
     """
     B, O = dout.shape
     I = inp.shape[1]
-    parallel = B * I * O >= PARALLEL_MIN_WORK
+    parallel = threaded(B, I, O)
     if dinp.shape[0] > 0:
         if parallel:
             _input_grad_mt(dinp, dout, WT, inp, inp_act)
@@ -413,7 +420,7 @@ def dense_infer(out, inp, W, WT, b, act):
     """out (B, O) <- f(inp (B, I) @ W (I, O) + b (O,)): the forward pass on the Model's layout.
     WT: W transposed (O, I) where ``infers_by_dots``, else empty (0, I)."""
     B, I = inp.shape
-    if B * I * out.shape[1] >= PARALLEL_MIN_WORK:
+    if threaded(B, I, out.shape[1]):
         _infer_mt(out, inp, W, WT, b, act)
     else:
         _infer_1t(out, inp, W, WT, b, act)

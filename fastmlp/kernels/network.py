@@ -39,7 +39,7 @@ from numba import njit, prange
 from .activations import IDENTITY
 from .checks import rows_finite
 from .config import ACT, B_OFF, BN_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, PARALLEL_MIN_WORK, RUN_OFF, W_OFF, jit_pair
-from .dense import dense_backward, dense_forward, dense_infer, infers_by_dots, transpose
+from .dense import dense_backward, dense_forward, dense_infer, infers_by_dots, threaded, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import update_rows
 from .output import output_forward, output_loss_backward
@@ -460,8 +460,8 @@ def predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running):
     for_prediction(work, params, layout, bmax)
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)
-        # (threaded when the first layer's product over these rows is: see dense.dense_infer)
-        if not rows_finite(X[lo:hi], (hi - lo) * layout[0, FAN_IN] * layout[0, FAN_OUT] >= PARALLEL_MIN_WORK):
+        # (on every thread when the first layer's product over these rows is)
+        if not rows_finite(X[lo:hi], threaded(hi - lo, layout[0, FAN_IN], layout[0, FAN_OUT])):
             return False
         # bool() and int() make plain values of the constants, so that this call has the types of
         # train_blocked's and the forward pass is compiled once for both: numba compiles a separate
