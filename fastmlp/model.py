@@ -922,9 +922,10 @@ class Model:
     def predict_proba(self, X) -> np.ndarray:
         """The network's outputs for X (n, n_inputs): class probabilities for softmax and sigmoid
         outputs, raw values for identity. Shape (n, n_outputs), the model's dtype."""
-        # NaN and inf are looked for by the engine, chunk by chunk, just before the network reads
-        # each chunk: X is read from memory once, not once more for a check of its own (measured
-        # on 10,000 images in the benchmark's turns, best of 9-15: 13.1-15.5 ms against 15.6-18.4).
+        # NaN and inf are looked for by the engine, in the first layer, as it reads the rows: X is
+        # read from memory once, not once more for a check of its own (measured on 10,000 images
+        # in the benchmark's turns, best of 9-15: 13.1-15.5 ms with a check of each chunk just
+        # before the layers, against 15.6-18.4 for a check of all of X first; see dense_infer).
         X = self._check_X(X, finite=False)
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         bmax = min(PREDICT_ROWS, X.shape[0])

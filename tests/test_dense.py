@@ -68,8 +68,30 @@ def test_forward_and_infer_match_numpy(B, I, O, dtype, act):
     for kernel in (dense._infer_mt, dense._infer_1t, dense.dense_infer):
         for wt in (WT[:0], WT):  # row combinations of W; dot products with WT (narrow layers)
             out = np.full((B, O), np.nan, dtype)
-            kernel(out, inp, W, wt, b, ACTIVATIONS[act])
+            kernel(out, inp, W, wt, b, ACTIVATIONS[act], False)
             _check(out, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_infer_on_data_counts_the_blocks_with_nan_or_inf_and_changes_no_output(dtype):
+    """The first layer of prediction (``data``: the next block's rows prefetched, each block of 4
+    rows checked after its products) gives the plain pass's bits on finite rows, and counts exactly
+    the blocks of 4 rows that hold a NaN or an infinity."""
+    B, I, O = 41, 50, 23
+    inp, W, b, _ = _case(B, I, O, dtype, seed=5, sparse=True)
+    bad = inp.copy()
+    bad[[0, 2, 13, 40], [0, 49, 7, 3]] = [np.nan, np.inf, -np.inf, np.nan]
+    blocks = int(np.any(~np.isfinite(np.pad(bad, ((0, 3), (0, 0)))).reshape(-1, 4 * I), axis=1).sum())
+    assert blocks == 3  # rows 0 and 2, row 13, row 40 (the last block, of one row)
+    WT = np.ascontiguousarray(W.T)
+    for kernel in (dense._infer_mt, dense._infer_1t, dense.dense_infer):
+        for wt in (WT[:0], WT):
+            plain, checked = np.empty((B, O), dtype), np.empty((B, O), dtype)
+            assert kernel(plain, inp, W, wt, b, ACTIVATIONS["relu"], False) == 0
+            assert kernel(checked, inp, W, wt, b, ACTIVATIONS["relu"], True) == 0
+            np.testing.assert_array_equal(checked, plain)
+            assert kernel(checked, bad, W, wt, b, ACTIVATIONS["relu"], True) == blocks
+            assert kernel(checked, bad, W, wt, b, ACTIVATIONS["relu"], False) == 0
 
 
 def test_the_register_width_is_numbas_target(monkeypatch):
@@ -143,7 +165,7 @@ def test_threaded_and_single_threaded_kernels_agree_bit_for_bit():
                                      (dense._forward_1t, dense._infer_1t, dense._weight_grad_1t, dense._input_grad_1t)):
         out, out2 = np.empty((37, 23), np.float32), np.empty((37, 23), np.float32)
         fwd(out, inp, WT, b, 1)
-        inf(out2, inp, W, WT[:0], b, 1)
+        inf(out2, inp, W, WT[:0], b, 1, False)
         dWT, db, dinp = np.empty((23, 50), np.float32), np.empty(23, np.float32), np.empty((37, 50), np.float32)
         grad(dWT, db, dout, inp, WT, *_no_update(WT, db))
         inp_grad(dinp, dout, WT, inp, 1)
@@ -159,7 +181,7 @@ def test_nan_in_the_input_reaches_the_output():
     out = np.zeros((8, 4))
     for WT in (W.T[:0], np.ascontiguousarray(W.T)):
         out[:] = 0
-        dense.dense_infer(out, inp, W, np.ascontiguousarray(WT), b, ACTIVATIONS["relu"])
+        dense.dense_infer(out, inp, W, np.ascontiguousarray(WT), b, ACTIVATIONS["relu"], False)
         assert np.isnan(out[5]).all() and np.isfinite(np.delete(out, 5, axis=0)).all()
     dense.dense_forward(out, inp, np.ascontiguousarray(W.T), b, ACTIVATIONS["relu"])
     assert np.isnan(out[5]).all() and np.isfinite(np.delete(out, 5, axis=0)).all()

@@ -12,7 +12,7 @@ their arguments: the Python layer (``fastmlp.model``) validates everything befor
                    kernels and the small path.
 - ``network``:     whole-network passes: ``train_batches`` runs many SGD steps in one call.
 - ``small``:       ``train_small``, the same steps as one loop nest, for tiny networks (XOR).
-- ``checks``:      ``nonfinite_blocks`` and ``rows_finite``, the finiteness checks of large inputs.
+- ``checks``:      ``nonfinite_in`` and ``nonfinite_blocks``, the finiteness checks of large inputs.
 """
 
 import hashlib

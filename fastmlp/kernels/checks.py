@@ -1,17 +1,17 @@
-"""Input checks that read every element, compiled: ``nonfinite_blocks`` and ``rows_finite``.
+"""Input checks that read every element, compiled: ``nonfinite_in`` and ``nonfinite_blocks``.
 
 ``Model.fit`` checks that every input is finite before any kernel runs. On 60,000 x 784 float32
 NumPy's single-threaded sum took 7.4 ms of a 190 ms batch-256 epoch; ``nonfinite_blocks``, on 2
-threads, 4.8-5.3 ms. Prediction checks each chunk of rows just before the layers read it
-(``rows_finite``), so that the rows are read from memory once, not once for the check and again for
-the products.
+threads, 4.8-5.3 ms. Prediction checks its input inside the first layer, each block of rows right
+after the products have read it (``dense.dense_infer``), so that the rows are read from memory once,
+not once for the check and again for the products; the small path checks each chunk before it.
 """
 
 import math
 
 from numba import njit, prange
 
-from .config import JIT, jit_pair
+from .config import JIT
 
 
 @njit(inline="always", **JIT)
@@ -40,27 +40,3 @@ def nonfinite_blocks(flags, X):
     S = (N + C - 1) // C
     for c in prange(C):
         flags[c] = nonfinite_in(X, c * S, min(N, (c + 1) * S))
-
-
-def _nonfinite_tiles(X):
-    """The number of blocks of 4 rows of X (N, F) that hold a NaN or an infinity.
-
-    Blocks of 4 rows, as the layer kernels split a batch of rows between threads (``dense.TILE``):
-    with the same number of blocks and threads, each thread checks the rows it is about to multiply,
-    which then come from its own cache."""
-    N = X.shape[0]
-    count = 0
-    for blk in prange((N + 3) // 4):
-        # (a reduction into a scalar: numba gives each thread a count of its own, then adds them)
-        count += nonfinite_in(X, 4 * blk, min(4 * blk + 4, N))
-    return count
-
-
-_nonfinite_tiles_mt, _nonfinite_tiles_1t = jit_pair(_nonfinite_tiles)
-
-
-@njit(**JIT)
-def rows_finite(X, parallel):
-    """Whether every element of X (N, F) is finite; ``parallel``: on every thread, as the first
-    layer's product over the same rows will run."""
-    return (_nonfinite_tiles_mt(X) if parallel else _nonfinite_tiles_1t(X)) == 0

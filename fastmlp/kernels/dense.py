@@ -37,9 +37,13 @@ any number of threads. Loops run on one thread below ``PARALLEL_MIN_WORK`` multi
 ``jit_pair``).
 """
 
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .activations import activate, activation_grad
+from .checks import nonfinite_in
 from .config import JIT, PARALLEL_MIN_WORK, WIDE_REGISTERS, jit_pair
 from .optim import update_rows
 
@@ -187,13 +191,34 @@ def _add_row(c, a, brow):
             c[k] += a * brow[k]
 
 
+@intrinsic
+def _prefetch(typingctx, row, k):
+    """Start loading the cache line that holds row[k] (row 1-D, k a valid index), so that a read of
+    it a little later finds it in cache. A hint to the processor (LLVM's ``llvm.prefetch``: a read,
+    kept in every cache level); it changes no value."""
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])  # read, keep, data
+        return context.get_dummy_value()
+    return types.void(row, k), codegen
+
+
 @njit(**JIT)
-def _combine_rows(C, A, Bm, i):
+def _combine_rows(C, A, Bm, i, ahead):
     """C[i:i+4, :] = A[i:i+4, :] @ Bm  (fewer rows when fewer remain).
 
     C (M, K), A (M, S), Bm (S, K): row r of C is the combination of Bm's rows with weights A[r, :].
     Given A = D.T (a transposed view), this is the outer-product form D.T @ Bm: a sum over s of
     D[s, i:i+4] times Bm[s, :].
+
+    ``ahead`` (A C-contiguous): rows i+4 .. i+7 of A come next, from memory (the data, in the first
+    layer of prediction). As the loop reaches each cache line of rows i .. i+3, it prefetches the
+    same line of those four rows, so that they arrive while these are being combined.
     """
     M, S = C.shape[0], A.shape[1]
     if i + TILE > M:
@@ -204,7 +229,12 @@ def _combine_rows(C, A, Bm, i):
         return
     C[i:i + TILE] = 0
     S4 = S - S % 4
+    fetch = ahead and i + 2 * TILE <= A.shape[0]
+    line = 64 // A.itemsize  # elements per 64-byte cache line: 16 float32, 8 float64
     for s in range(0, S4, 4):
+        if fetch and s & (line - 1) == 0:
+            for r in range(i + TILE, i + 2 * TILE):
+                _prefetch(A[r], s)
         _add_4x4(C, i, Bm, s, A[i:i + 4, s:s + 4])
     for r in range(i, i + TILE):  # the last S % 4 terms
         for t in range(S4, S):
@@ -231,22 +261,28 @@ def _forward(out, inp, WT, b, act):
                 row[j] = activate(row[j] + bj[j], act)
 
 
-def _infer(out, inp, W, WT, b, act):
+def _infer(out, inp, W, WT, b, act, data):
     """out (B, O) = f(inp (B, I) @ W (I, O) + b): a thread owns blocks of 4 rows of out, which it
     computes as row combinations of W, or, when WT (O, I) = W.T is given (not empty), as dot
-    products of rows of inp and WT: the form for narrow layers (see ``dense_infer``)."""
+    products of rows of inp and WT: the form for narrow layers (see ``dense_infer``). With ``data``,
+    returns the number of blocks whose rows of inp hold a NaN or an infinity (see ``dense_infer``);
+    else 0."""
     B, O = out.shape
+    bad = 0
     for blk in prange((B + TILE - 1) // TILE):
         i = blk * TILE
         i1 = min(i + TILE, B)
         if WT.shape[0] == 0:
-            _combine_rows(out, inp, W, i)
+            _combine_rows(out, inp, W, i, data)
         else:
             _dot_columns(out[i:i1], inp[i:i1], WT, 0, O)
+        # (a reduction into a scalar: numba gives each thread a count of its own, then adds them)
+        bad += nonfinite_in(inp, i, i1) if data else 0
         for r in range(i, i1):
             row = out[r]  # (a view indexed from 0, so that the loop vectorises)
             for j in range(O):
                 row[j] = activate(row[j] + b[j], act)
+    return bad
 
 
 def _weight_grad(dWT, db, dout, inp, WT, b, nb, state, sw, sb, hyper, opt, lr, step, update):
@@ -259,7 +295,7 @@ def _weight_grad(dWT, db, dout, inp, WT, b, nb, state, sw, sb, hyper, opt, lr, s
     for blk in prange((O + TILE - 1) // TILE):
         j = blk * TILE
         j1 = min(j + TILE, O)
-        _combine_rows(dWT, dout.T, inp, j)  # outer products: dout[n, j:j+4] times inp[n, :]
+        _combine_rows(dWT, dout.T, inp, j, False)  # outer products: dout[n, j:j+4] times inp[n, :]
         for u in range(j, j1):
             s = dout[0, u]
             for n in range(1, B):
@@ -285,7 +321,7 @@ def _input_grad(dinp, dout, WT, inp, inp_act):
     B, I = dinp.shape
     for blk in prange((B + TILE - 1) // TILE):
         i = blk * TILE
-        _combine_rows(dinp, dout, WT, i)
+        _combine_rows(dinp, dout, WT, i, False)
         for r in range(i, min(i + TILE, B)):
             for k in range(I):
                 dinp[r, k] *= activation_grad(inp[r, k], inp_act)
@@ -416,11 +452,19 @@ def infers_by_dots(fan_out, rows):
 
 
 @njit(**JIT)
-def dense_infer(out, inp, W, WT, b, act):
+def dense_infer(out, inp, W, WT, b, act, data):
     """out (B, O) <- f(inp (B, I) @ W (I, O) + b (O,)): the forward pass on the Model's layout.
-    WT: W transposed (O, I) where ``infers_by_dots``, else empty (0, I)."""
+    WT: W transposed (O, I) where ``infers_by_dots``, else empty (0, I).
+
+    ``data``: inp is the caller's data, read from memory (the first layer of prediction), which is
+    also checked here for NaN and inf: each block of 4 rows right after its products, while its
+    rows are still in cache, and the next block's rows are prefetched during those products. Returns
+    the number of blocks of inp holding a NaN or an infinity (0 without ``data``); their outputs are
+    then meaningless. (Measured on 10,000 Fashion-MNIST images through the seed network, ms, best /
+    median of 25 alternating calls: a check pass over each chunk of 512 rows before the layers 12.4
+    / 12.8; the check after each block's products 12.0 / 12.3; with the prefetch too, 11.8 / 12.0.)
+    """
     B, I = inp.shape
     if threaded(B, I, out.shape[1]):
-        _infer_mt(out, inp, W, WT, b, act)
-    else:
-        _infer_1t(out, inp, W, WT, b, act)
+        return _infer_mt(out, inp, W, WT, b, act, data)
+    return _infer_1t(out, inp, W, WT, b, act, data)

@@ -37,9 +37,8 @@ narrow ones, and with AVX2 every one in large calls), whose transposed weights i
 from numba import njit, prange
 
 from .activations import IDENTITY
-from .checks import rows_finite
 from .config import ACT, B_OFF, BN_OFF, FAN_IN, FAN_OUT, FLAGS, JIT, PARALLEL_MIN_WORK, RUN_OFF, W_OFF, jit_pair
-from .dense import dense_backward, dense_forward, dense_infer, infers_by_dots, threaded, transpose
+from .dense import dense_backward, dense_forward, dense_infer, infers_by_dots, transpose
 from .layers import batchnorm_backward, batchnorm_forward, hidden_output, hidden_output_backward
 from .optim import update_rows
 from .output import output_forward, output_loss_backward
@@ -249,25 +248,30 @@ def gather_rows(dst, src, idx):
 
 
 @njit(**JIT)
-def _dense(out, inp, params, weights, layout, l, act, bmax):
+def _dense(out, inp, params, weights, layout, l, act, bmax, data):
     """out = act(inp @ W_l + b_l), b_l from params. The weights come from ``weights`` in the Model's
     layout (I, O), or, when ``weights`` is empty, from params in the transposed layout (O, I); a
     layer computed by dot products (``dense.infers_by_dots`` for chunks of bmax rows) reads both
-    (params as ``for_prediction`` or ``to_transposed`` leaves them)."""
+    (params as ``for_prediction`` or ``to_transposed`` leaves them). ``data``: inp is the caller's
+    data, checked for NaN and inf on the way (``dense.dense_infer``; weights given): returns the
+    number of blocks of rows holding one, else 0."""
     if weights.shape[0] == 0:
         WT, b = _weights_t(params, layout, l)
         dense_forward(out, inp, WT, b, act)
-    else:
-        W, _ = _weights(weights, layout, l)
-        WT, b = _weights_t(params, layout, l)
-        dense_infer(out, inp, W, WT if infers_by_dots(layout[l, FAN_OUT], bmax) else WT[:0], b, act)
+        return 0
+    W, _ = _weights(weights, layout, l)
+    WT, b = _weights_t(params, layout, l)
+    return dense_infer(out, inp, W, WT if infers_by_dots(layout[l, FAN_OUT], bmax) else WT[:0], b, act,
+                       data)
 
 
 @njit(**JIT)
 def layer_forward(params, weights, ws, layout, bmax, rows, l, inp, rates, running, training, seed,
                   step):
     """Layer l: from its input inp (rows, fan_in) into activation region l + 1. params holds the
-    biases and batch-norm parameters, weights the weight matrices (see ``_dense``)."""
+    biases and batch-norm parameters, weights the weight matrices (see ``_dense``). Returns, for the
+    first layer of prediction, the number of blocks of rows of inp that hold a NaN or an infinity;
+    else 0."""
     out = _region(ws, layout, bmax, l + 1, rows)
     flags = layout[l, FLAGS]
     extras = flags & EXTRAS != 0
@@ -275,9 +279,10 @@ def layer_forward(params, weights, ws, layout, bmax, rows, l, inp, rates, runnin
     # with a variable activation: numba compiles a separate copy of a function, and of everything
     # it calls, for each constant argument it is called with.)
     y = _aux(ws, layout, bmax, l, 0, rows) if extras else out
-    _dense(y, inp, params, weights, layout, l, IDENTITY if extras else layout[l, ACT], bmax)
+    bad = _dense(y, inp, params, weights, layout, l, IDENTITY if extras else layout[l, ACT], bmax,
+                 l == 0 and not training)
     if not extras:
-        return
+        return bad
     if flags & BATCHNORM:
         gamma, beta = _batchnorm_params(params, layout, l)
         running_mean, running_var = _running(running, layout, l)
@@ -286,21 +291,26 @@ def layer_forward(params, weights, ws, layout, bmax, rows, l, inp, rates, runnin
                           running_var, training)
     hidden_output(out, _aux(ws, layout, bmax, l, 2, rows), y, inp, layout[l, ACT],
                   flags & RESIDUAL != 0, rates[l] if training else 0.0, seed, step, l)
+    return bad
 
 
 @njit(**JIT)
 def forward_layers(params, weights, ws, layout, bmax, rows, rates, running, training, seed, step, X):
     """Run every layer on the input batch X (rows, fan_in[0]) — region 0 when training, rows of
     the caller's data when predicting; return the last layer's view (rows, K) holding
-    pre-activations z. params: biases and batch-norm parameters; weights: the weight matrices in the
-    Model's layout, or empty to read them from params in the transposed layout (see ``_dense``).
-    ``training`` selects batch statistics and dropout; seed and step choose dropout's masks."""
+    pre-activations z, and, when predicting, the number of blocks of rows of X that hold a NaN or
+    an infinity (the first layer checks them as it reads them: ``dense.dense_infer``; z is then
+    meaningless), else 0. params: biases and batch-norm parameters; weights: the weight matrices in
+    the Model's layout, or empty to read them from params in the transposed layout (see
+    ``_dense``). ``training`` selects batch statistics and dropout; seed and step choose dropout's
+    masks."""
     L = layout.shape[0]
+    bad = 0
     for l in range(L):
         inp = X if l == 0 else _region(ws, layout, bmax, l, rows)
-        layer_forward(params, weights, ws, layout, bmax, rows, l, inp, rates, running, training, seed,
-                      step)
-    return _region(ws, layout, bmax, L, rows)
+        bad += layer_forward(params, weights, ws, layout, bmax, rows, l, inp, rates, running, training,
+                             seed, step)
+    return _region(ws, layout, bmax, L, rows), bad
 
 
 @njit(**JIT)
@@ -407,8 +417,8 @@ def train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
         batch = _region(ws, layout, bmax, 0, rows)
         gather_rows(batch, X, idx)
         step = step0 + t + 1
-        z = forward_layers(work, weights_w, ws, layout, bmax, rows, rates, running, bool(True), seed,
-                           step, batch)  # (bool(): a value, not a constant: see predict_blocked)
+        z, _ = forward_layers(work, weights_w, ws, layout, bmax, rows, rates, running, bool(True), seed,
+                              step, batch)  # (bool(): a value, not a constant: see predict_blocked)
         K = z.shape[1]
         delta = _delta(ws, layout, bmax, 0, rows, K)
         sample_loss = _sample_loss(ws, layout, bmax, rows)
@@ -430,8 +440,9 @@ def train_blocked(batch_losses, params, grads, ws, X, y_int, y_float, weights, o
 
 def predict_batches(out, params, ws, X, layout, out_code, bmax, rates, running):
     """out (N, K) <- the network's outputs for X (N, I0), bmax rows at a time. Returns False, with
-    out incomplete, if X holds a NaN or an infinity: each chunk of rows is checked just before the
-    network reads it (``checks.rows_finite``), rather than all of X in a pass of its own."""
+    out incomplete, if X holds a NaN or an infinity: the first layer checks the rows as it reads
+    them (``dense.dense_infer``; the small path, each chunk before it), rather than all of X in a
+    pass of its own."""
     if use_small(layout, bmax):
         return predict_small(out, params, ws, X, layout, out_code, bmax)
     return predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running)
@@ -460,14 +471,13 @@ def predict_blocked(out, params, ws, X, layout, out_code, bmax, rates, running):
     for_prediction(work, params, layout, bmax)
     for lo in range(0, N, bmax):
         hi = min(lo + bmax, N)
-        # (on every thread when the first layer's product over these rows is)
-        if not rows_finite(X[lo:hi], threaded(hi - lo, layout[0, FAN_IN], layout[0, FAN_OUT])):
-            return False
         # bool() and int() make plain values of the constants, so that this call has the types of
         # train_blocked's and the forward pass is compiled once for both: numba compiles a separate
         # copy of a function for each constant argument (measured: ~24 s more on a cold start).
-        z = forward_layers(work, params, ws, layout, bmax, hi - lo, rates, running, bool(False),
-                           int(0), int(0), X[lo:hi])
+        z, bad = forward_layers(work, params, ws, layout, bmax, hi - lo, rates, running, bool(False),
+                                int(0), int(0), X[lo:hi])
+        if bad:
+            return False
         output_forward(z, out_code)
         out[lo:hi] = z
     return True
