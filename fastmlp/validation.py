@@ -99,8 +99,7 @@ def all_finite(arr: np.ndarray, compiled: bool = False) -> bool:
         # (small arrays: one ufunc call, whose temporary is at most 64 kB, costs less than the
         # sum's floating-point error state; the XOR run checks four arrays per fit call)
         return bool(np.isfinite(arr).all())
-    if compiled and arr.size >= COMPILED_CHECK_MIN and arr.ndim == 2 and arr.flags.c_contiguous \
-            and arr.dtype in (np.float32, np.float64):
+    if compiled and arr.ndim == 2 and arr.flags.c_contiguous and arr.dtype in (np.float32, np.float64):
         from .kernels.checks import nonfinite_blocks
         flags = np.zeros(min(CHECK_BLOCKS, arr.shape[0]), np.int8)
         nonfinite_blocks(flags, arr)

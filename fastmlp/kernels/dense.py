@@ -458,7 +458,8 @@ def dense_infer(out, inp, W, WT, b, act, data):
 
     ``data``: inp is the caller's data, read from memory (the first layer of prediction), which is
     also checked here for NaN and inf: each block of 4 rows right after its products, while its
-    rows are still in cache, and the next block's rows are prefetched during those products. Returns
+    rows are still in cache; in the row-combination form (not for narrow layers, nor with AVX2's
+    dot products), the next block's rows are prefetched during those products. Returns
     the number of blocks of inp holding a NaN or an infinity (0 without ``data``); their outputs are
     then meaningless. (Measured on 10,000 Fashion-MNIST images through the seed network, ms, best /
     median of 25 alternating calls: a check pass over each chunk of 512 rows before the layers 12.4
